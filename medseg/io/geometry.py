@@ -110,3 +110,16 @@ def ras_affine_to_itk(affine: np.ndarray) -> tuple[tuple[float, ...], tuple[floa
     spacing = np.linalg.norm(lps[:3, :3], axis=0)
     direction = lps[:3, :3] / spacing
     return tuple(spacing.tolist()), tuple(lps[:3, 3].tolist()), tuple(direction.ravel().tolist())
+
+
+def reorient(array: np.ndarray, affine: np.ndarray, code: str) -> tuple[np.ndarray, np.ndarray]:
+    """Store the same anatomy with voxel axes in orientation ``code`` (e.g. ``"LPS"``, ``"PSR"``).
+
+    The world position of every voxel value is unchanged: only the array layout and affine change.
+    """
+    current = nib.orientations.io_orientation(affine)
+    target = nib.orientations.axcodes2ornt(tuple(code))
+    transform = nib.orientations.ornt_transform(current, target)
+    new_array = nib.orientations.apply_orientation(array, transform)
+    new_affine = affine @ nib.orientations.inv_ornt_aff(transform, array.shape)
+    return np.ascontiguousarray(new_array), new_affine

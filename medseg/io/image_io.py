@@ -70,7 +70,7 @@ def read_geometry(path: str | Path) -> Geometry:
 
 
 def read_image(
-    path: str | Path, kind: Kind = "image", allow_channels: bool = False
+    path: str | Path, kind: Kind = "image", allow_channels: bool = False, check_finite: bool = True
 ) -> tuple[np.ndarray, Geometry]:
     """Read an image (float32) or label map (integer) and its geometry.
 
@@ -78,6 +78,7 @@ def read_image(
         path: ``.nii``/``.nii.gz`` (nibabel) or ``.nrrd``/``.nhdr``/``.mha``/``.mhd`` (SimpleITK).
         kind: ``"image"`` (float32, non-finite voxels checked) or ``"label"`` (integer, non-negative).
         allow_channels: accept a 4D file ``(I, J, K, C)`` (channels last, as in the Decathlon).
+        check_finite: raise on NaN/inf voxels (``medseg info``/``check`` turn it off to report them).
 
     Returns:
         ``(array, geometry)`` with ``array`` of shape ``(I, J, K)`` or ``(I, J, K, C)``.
@@ -98,7 +99,8 @@ def read_image(
     if kind == "label":
         return _as_labels(path, array), geometry
     array = np.asarray(array, dtype=np.float32)
-    _check_finite(path, array)
+    if check_finite:
+        _check_finite(path, array)
     return array, geometry
 
 
@@ -255,14 +257,12 @@ def _write_nifti(tmp: Path, data: np.ndarray, geometry: Geometry, kind: Kind) ->
     if geometry.nifti_header is not None:
         header = geometry.nifti_header.copy()
         header.set_data_dtype(data.dtype)
-        header.set_data_shape(data.shape)
-        img = nib.Nifti1Image(data, None, header=header)  # affine=None keeps the header's qform/sform as read
+        # the affine equals the header's best affine, so nibabel keeps qform/sform (and codes) as read
+        img = nib.Nifti1Image(data, geometry.affine, header=header)
         img.header["scl_slope"] = np.nan
         img.header["scl_inter"] = np.nan
         img.header["cal_min"] = 0
         img.header["cal_max"] = 0
-        if not np.allclose(img.affine, geometry.affine, atol=AFFINE_ATOL, rtol=0):
-            img = nib.Nifti1Image(data, geometry.affine, header=header)
     else:
         img = nib.Nifti1Image(data, geometry.affine)
         img.set_qform(geometry.affine, code=int(geometry.qform_code) or 1)

@@ -1,0 +1,53 @@
+"""``medseg evaluate``: Dice, IoU, HD95, surface Dice and volume difference per case and label."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import typer
+
+from medseg.errors import MedsegInputError
+from medseg.io.atomic import check_output_path, write_text
+from medseg.metrics.evaluate import METRICS, evaluate_arrays, match_cases, read_pair, summarize
+
+
+def parse_labels(text: str | None) -> list[int] | None:
+    """``"1,2,4"`` -> ``[1, 2, 4]``."""
+    if not text:
+        return None
+    try:
+        return [int(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError:
+        raise MedsegInputError(None, f"--labels: expected comma-separated integers, got '{text}'") from None
+
+
+def evaluate(
+    pred: Path = typer.Option(..., "--pred", help="Predicted label map, or folder of them."),
+    ref: Path = typer.Option(..., "--ref", help="Reference label map, or folder (matched by case name)."),
+    out: Path = typer.Option(..., "--out", help="CSV with one row per case and label, plus mean/std rows."),
+    labels: str | None = typer.Option(None, help="Labels to score, e.g. 1,2 (default: every non-zero label in either image)."),
+    tolerance: float = typer.Option(1.0, help="Surface Dice tolerance in mm."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing CSV."),
+) -> None:
+    """Score predictions against references (geometry must match)."""
+    check_output_path(out, force)
+    wanted = parse_labels(labels)
+    rows = []
+    for case, p, r in match_cases(pred, ref):
+        pred_arr, ref_arr, geometry = read_pair(p, r)
+        rows += evaluate_arrays(pred_arr, ref_arr, geometry.spacing, wanted, tolerance, case)
+    summary = summarize(rows)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=["case", "label", *METRICS])
+    writer.writeheader()
+    writer.writerows(rows + summary)
+    write_text(out, buffer.getvalue())
+    for row in summary:
+        if row["case"] == "mean":
+            typer.echo(
+                f"label {row['label']}: Dice {row['dice']:.4f}  IoU {row['iou']:.4f}  HD95 {row['hd95_mm']:.2f} mm  "
+                f"surface Dice {row['surface_dice']:.4f}  volume diff {row['volume_diff_ml']:+.2f} ml"
+            )
+    typer.echo(f"wrote {out} ({len(rows)} rows)")

@@ -1,0 +1,27 @@
+"""``medseg train``: run a pipeline YAML through the shared training loop."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from medseg.config import load_pipeline
+from medseg.engine.trainer import Trainer
+
+
+def train(
+    config: Path = typer.Argument(..., help="Pipeline YAML (see pipelines/)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder: checkpoints, metrics.csv, progress.png, model/."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the run folder's last checkpoint."),
+    epochs: int | None = typer.Option(None, "--epochs", min=1, help="Override train.epochs (with --resume: extend a run)."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
+    force: bool = typer.Option(False, "--force", help="Start afresh in an existing run folder."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Train from a pipeline YAML; the best model is exported to OUT/model."""
+    pipeline = load_pipeline(config)
+    summary = Trainer(pipeline, out, device=device, resume=resume, epochs=epochs, force=force, progress=not quiet).fit()
+    typer.echo(json.dumps(summary, indent=2))
+    typer.echo(f"model package: {summary['model']}")

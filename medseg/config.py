@@ -1,0 +1,251 @@
+"""Pydantic schemas for pipeline YAML: code never reads an unvalidated dict.
+
+An unknown key or a wrong type is a one-line :class:`MedsegConfigError` naming the key, e.g.
+``demo.yaml: train.epoch: unknown key (did you mean 'epochs'?)``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from medseg.errors import MedsegConfigError
+
+
+class Strict(BaseModel):
+    """Base: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class PreprocessConfig(Strict):
+    """Preprocessing preset shared by training, validation and prediction (stored in the model package).
+
+    ``intensity``: ``ct`` clips to ``ct_window`` then computes ``(x - ct_offset) / ct_scale`` (defaults: the
+    window's lower bound and width, giving [0, 1]); ``mri`` z-scores each channel over its non-zero voxels;
+    ``none`` leaves intensities alone. Multi-modal inputs stack one channel per modality, then apply the
+    intensity preset per channel.
+    """
+
+    intensity: Literal["ct", "mri", "none"] = "ct"
+    ct_window: tuple[float, float] = (-1000.0, 1000.0)
+    ct_offset: float | None = None
+    ct_scale: float | None = None
+    target_spacing: tuple[float, float, float] | None = None
+    orientation: str = "RAS"
+
+    @field_validator("ct_window")
+    @classmethod
+    def _window_ordered(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if v[1] <= v[0]:
+            raise ValueError("upper bound must exceed lower bound")
+        return v
+
+    @field_validator("orientation")
+    @classmethod
+    def _axcodes(cls, v: str) -> str:
+        v = v.upper()
+        axis_of = {"L": 0, "R": 0, "A": 1, "P": 1, "S": 2, "I": 2}
+        if len(v) != 3 or any(c not in axis_of for c in v) or sorted(axis_of[c] for c in v) != [0, 1, 2]:
+            raise ValueError(f"'{v}' is not a 3-letter orientation code such as RAS or LPS")
+        return v
+
+
+class SyntheticDataConfig(Strict):
+    """Generate the CT phantom dataset (``medseg.data.synthetic``) instead of reading one."""
+
+    kind: Literal["ct_phantom"] = "ct_phantom"
+    n_train: int = Field(12, ge=2)
+    n_test: int = Field(1, ge=0)
+    seed: int = 0
+
+
+class DataConfig(Strict):
+    """Where the cases come from and how they are split.
+
+    ``dataset`` is a Decathlon ``dataset.json`` or a folder with ``imagesTr/`` + ``labelsTr/`` (relative
+    paths are relative to the YAML file); ``synthetic`` generates a phantom dataset into the run folder.
+    """
+
+    dataset: str | None = None
+    synthetic: SyntheticDataConfig | None = None
+    labels: dict[int, str] = Field(default_factory=lambda: {0: "background", 1: "foreground"})
+    modalities: list[str] = Field(default_factory=lambda: ["CT"])
+    val_fraction: float = Field(0.2, ge=0.0, lt=1.0)
+    val_cases: list[str] | None = None
+    cache: bool = True
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataConfig:
+        if (self.dataset is None) == (self.synthetic is None):
+            raise ValueError("give exactly one of 'dataset' or 'synthetic'")
+        if 0 not in self.labels:
+            raise ValueError("labels must include 0 (background)")
+        return self
+
+
+class NetworkConfig(Strict):
+    """A registry network and its constructor arguments; ``slice_axis`` runs a 2D network slice by slice."""
+
+    name: str
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    slice_axis: int | None = Field(None, ge=0, le=2)
+
+
+class LossConfig(Strict):
+    name: str = "dice_ce"
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class AugmentConfig(Strict):
+    """Probabilities of MONAI's random augmentations (0 switches one off)."""
+
+    flip: float = Field(0.5, ge=0, le=1)
+    rotate90: float = Field(0.0, ge=0, le=1)
+    scale_intensity: float = Field(0.15, ge=0, le=1)
+    shift_intensity: float = Field(0.15, ge=0, le=1)
+    gaussian_noise: float = Field(0.1, ge=0, le=1)
+
+
+class TrainConfig(Strict):
+    epochs: int = Field(100, ge=1)
+    iterations_per_epoch: int | None = Field(None, ge=1)
+    batch_size: int = Field(2, ge=1)
+    patch_size: tuple[int, ...] = (96, 96, 96)
+    samples_per_volume: int = Field(2, ge=1)
+    pos_fraction: float = Field(0.67, ge=0, le=1)
+    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
+    lr: float = Field(1e-2, gt=0)
+    momentum: float = 0.99
+    nesterov: bool = True
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 3e-5
+    lr_schedule: Literal["poly", "constant"] = "poly"
+    poly_power: float = 0.9
+    grad_clip: float | None = 12.0
+    amp: bool = True
+    compile: bool = False
+    val_every: int = Field(1, ge=1)
+    num_workers: int = Field(0, ge=0)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+
+    @field_validator("patch_size")
+    @classmethod
+    def _patch(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if len(v) != 3 or min(v) < 1:
+            raise ValueError("patch_size needs three positive sizes (use 1 along the slice axis of 2D networks)")
+        return v
+
+
+class InferenceConfig(Strict):
+    overlap: float = Field(0.5, ge=0, lt=1)
+    sw_batch_size: int = Field(2, ge=1)
+    tta: bool = False
+
+
+class PipelineConfig(Strict):
+    """A whole pipeline YAML."""
+
+    name: str
+    description: str = ""
+    task: Literal["segmentation"] = "segmentation"
+    seed: int = 0
+    deterministic: bool = False
+    data: DataConfig
+    preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
+    network: NetworkConfig
+    output: dict[str, Any] = Field(default_factory=lambda: {"kind": "labels"})
+    loss: LossConfig = Field(default_factory=LossConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    inference: InferenceConfig = Field(default_factory=InferenceConfig)
+
+    #: folder of the YAML file, for relative dataset paths (not part of the YAML)
+    base_dir: Path | None = Field(None, exclude=True)
+
+    def resolve(self, path: str) -> Path:
+        p = Path(path).expanduser()
+        return p if p.is_absolute() or self.base_dir is None else (self.base_dir / p)
+
+    def sha256(self) -> str:
+        """Hash of the validated configuration (recorded in model packages)."""
+        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+
+
+def _known_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    current: Any = model
+    for part in loc[:-1]:
+        field = getattr(current, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        annotation = field.annotation
+        candidates = [annotation, *getattr(annotation, "__args__", ())]
+        current = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if current is None:
+            return []
+    return list(getattr(current, "model_fields", {}))
+
+
+def format_validation_error(exc: ValidationError, model: type[BaseModel], source: str) -> str:
+    """First problem of a pydantic error as one line naming the key."""
+    err = exc.errors()[0]
+    loc = tuple(err.get("loc", ()))
+    key = ".".join(str(p) for p in loc) or "(top level)"
+    if err.get("type") == "extra_forbidden":
+        close = difflib.get_close_matches(str(loc[-1]), _known_keys(model, loc), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        msg = f"unknown key{hint}"
+    else:
+        msg = err.get("msg", "invalid value")
+    more = len(exc.errors()) - 1
+    return f"{source}: {key}: {msg}" + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else "")
+
+
+def load_pipeline(path: str | Path, overrides: dict[str, Any] | None = None) -> PipelineConfig:
+    """Read and validate a pipeline YAML.
+
+    Raises:
+        MedsegConfigError: missing file, YAML syntax error, unknown key or wrong type (one line).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MedsegConfigError(f"{path}: pipeline file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise MedsegConfigError(f"{path}: not valid YAML{where}") from exc
+    if not isinstance(raw, dict):
+        raise MedsegConfigError(f"{path}: expected a mapping of keys at the top level")
+    for dotted, value in (overrides or {}).items():
+        node = raw
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return validate_pipeline(raw, source=str(path), base_dir=path.parent)
+
+
+def validate_pipeline(raw: dict[str, Any], source: str = "config", base_dir: Path | None = None) -> PipelineConfig:
+    try:
+        config = PipelineConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise MedsegConfigError(format_validation_error(exc, PipelineConfig, source)) from exc
+    config.base_dir = base_dir
+    return config
+
+
+def bundled_pipeline(name: str) -> Path:
+    """Path of a pipeline YAML shipped with medseg (source checkout's ``pipelines/`` or the wheel's copy)."""
+    here = Path(__file__).resolve().parent
+    for folder in (here.parent / "pipelines", here / "pipelines"):
+        candidate = folder / f"{name}.yaml"
+        if candidate.is_file():
+            return candidate
+    raise MedsegConfigError(f"no bundled pipeline named '{name}'")

@@ -1,0 +1,173 @@
+"""Model packages: a folder with ``model.safetensors`` (weights only) and ``medseg.json`` (everything else).
+
+No pickle anywhere: the network is rebuilt from the registry by name and kwargs, then the safetensors
+weights are loaded strictly. A package that does not fit its network is a one-line
+:class:`~medseg.errors.MedsegModelError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import Field, ValidationError
+from safetensors import SafetensorError
+from safetensors.torch import load_model, save_model
+from torch import nn
+
+import medseg
+from medseg.config import InferenceConfig, NetworkConfig, PreprocessConfig, Strict, format_validation_error
+from medseg.errors import MedsegModelError
+from medseg.inference.adapters import OutputAdapter, create_adapter
+from medseg.io.atomic import atomic_dir, write_json
+from medseg.networks import create_network
+from medseg.networks.blocks.slicewise import SliceWise
+
+MANIFEST, WEIGHTS = "medseg.json", "model.safetensors"
+FORMAT = "medseg-model/1"
+
+
+class ModelManifest(Strict):
+    """Contents of ``medseg.json``."""
+
+    format: str = FORMAT
+    name: str
+    medseg_version: str = medseg.__version__
+    network: NetworkConfig
+    output: dict[str, Any] = Field(default_factory=lambda: {"kind": "labels"})
+    labels: dict[int, str]
+    modalities: list[str]
+    preprocess: PreprocessConfig
+    patch_size: tuple[int, int, int]
+    inference: InferenceConfig = Field(default_factory=InferenceConfig)
+    training: dict[str, Any] = Field(default_factory=dict)
+
+
+def build_network(config: NetworkConfig) -> nn.Module:
+    """Registry network from a config, wrapped in :class:`SliceWise` when ``slice_axis`` is set."""
+    net = create_network(config.name, **config.kwargs)
+    return SliceWise(net, config.slice_axis) if config.slice_axis is not None else net
+
+
+def core_network(net: nn.Module) -> nn.Module:
+    """The registry network inside wrappers (DDP, torch.compile, SliceWise): what the weights belong to."""
+    while True:
+        inner = getattr(net, "module", None) or getattr(net, "_orig_mod", None)
+        if isinstance(net, SliceWise):
+            inner = net.net
+        if inner is None:
+            return net
+        net = inner
+
+
+@dataclass
+class ModelPackage:
+    """A loaded model package: manifest, network (eval mode) and output adapter."""
+
+    path: Path
+    manifest: ModelManifest
+    network: nn.Module
+    adapter: OutputAdapter
+
+    @property
+    def weights_sha256(self) -> str:
+        return sha256_file(self.path / WEIGHTS)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_model_package(path: str | Path, network: nn.Module, manifest: ModelManifest, force: bool = False) -> Path:
+    """Write ``network``'s weights and ``manifest`` into the folder ``path`` (atomically, as a whole)."""
+    path = Path(path)
+    manifest.training.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    with atomic_dir(path, force=force) as tmp:
+        save_model(core_network(network), str(tmp / WEIGHTS), metadata={"format": FORMAT, "network": manifest.network.name})
+        write_json(tmp / MANIFEST, manifest.model_dump(mode="json"))
+    return path
+
+
+def read_manifest(path: str | Path) -> ModelManifest:
+    """Validate ``medseg.json`` of a package folder."""
+    path = Path(path)
+    if not path.exists():
+        raise MedsegModelError(f"{path}: model package not found")
+    if not path.is_dir():
+        raise MedsegModelError(f"{path}: a model package is a folder with {MANIFEST} and {WEIGHTS}")
+    manifest_path = path / MANIFEST
+    if not manifest_path.is_file():
+        raise MedsegModelError(f"{path}: not a model package ({MANIFEST} is missing)")
+    try:
+        raw = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise MedsegModelError(f"{manifest_path}: not valid JSON ({exc})") from exc
+    try:
+        manifest = ModelManifest.model_validate(raw)
+    except ValidationError as exc:
+        raise MedsegModelError(format_validation_error(exc, ModelManifest, str(manifest_path))) from exc
+    if manifest.format != FORMAT:
+        raise MedsegModelError(f"{manifest_path}: unsupported package format '{manifest.format}' (expected {FORMAT})")
+    return manifest
+
+
+def load_model_package(path: str | Path, device: str | torch.device = "cpu") -> ModelPackage:
+    """Rebuild the network from the registry and load its safetensors weights (strict)."""
+    path = Path(path)
+    manifest = read_manifest(path)
+    weights = path / WEIGHTS
+    if not weights.is_file():
+        raise MedsegModelError(f"{path}: {WEIGHTS} is missing")
+    try:
+        network = build_network(manifest.network)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise MedsegModelError(f"{path}: cannot build network '{manifest.network.name}': {exc}") from exc
+    try:
+        load_model(core_network(network), str(weights), strict=True, device=str(device))
+    except (RuntimeError, SafetensorError, OSError) as exc:
+        detail = " ".join(str(exc).split())[:300]
+        raise MedsegModelError(f"{weights}: weights do not match network '{manifest.network.name}' ({detail})") from exc
+    network.to(device).eval()
+    try:
+        adapter = create_adapter(manifest.output, manifest.labels)
+    except (KeyError, TypeError) as exc:
+        raise MedsegModelError(f"{path}: {exc}") from exc
+    return ModelPackage(path, manifest, network, adapter)
+
+
+def describe(package: ModelPackage) -> dict[str, Any]:
+    """Short JSON-able description (reports, ``medseg selfcheck``)."""
+    m = package.manifest
+    return {
+        "path": str(package.path),
+        "name": m.name,
+        "network": m.network.name,
+        "labels": {str(k): v for k, v in m.labels.items()},
+        "modalities": m.modalities,
+        "medseg_version": m.medseg_version,
+        "weights_sha256": package.weights_sha256,
+    }
+
+
+__all__ = [
+    "MANIFEST",
+    "WEIGHTS",
+    "ModelManifest",
+    "ModelPackage",
+    "build_network",
+    "core_network",
+    "describe",
+    "load_model_package",
+    "read_manifest",
+    "save_model_package",
+    "sha256_file",
+]

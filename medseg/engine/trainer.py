@@ -1,0 +1,313 @@
+"""The volumetric training loop shared by every pipeline.
+
+Variants (semi-supervised mutual training, registration) subclass :class:`Trainer` and override
+:meth:`Trainer.build_networks`, :meth:`Trainer.train_step` and :meth:`Trainer.validate`; the loop,
+checkpointing, resume, logging and export stay here.
+
+Exact resume: every epoch reseeds python/numpy/torch and the data loader from ``(seed, epoch)``, and a
+checkpoint holds weights, optimizer, scheduler, grad scaler, RNG states, epoch and history, so a run
+killed after epoch k and resumed ends with the same weights as an uninterrupted one (CPU, deterministic).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from monai.data import DataLoader
+from torch import nn
+
+from medseg.config import PipelineConfig
+from medseg.engine.checkpoint import load_checkpoint, save_checkpoint
+from medseg.engine.data import epoch_loader, pipeline_cases, split_cases, training_dataset, validation_dataset
+from medseg.engine.device import resolve_device
+from medseg.engine.logs import RunLog
+from medseg.engine.package import ModelManifest, build_network, save_model_package
+from medseg.engine.progress import console, make_progress
+from medseg.engine.state_io import rng_state, set_rng_state
+from medseg.errors import MedsegConfigError, MedsegOutputError
+from medseg.inference.adapters import create_adapter
+from medseg.inference.sliding import sliding_window_probabilities
+from medseg.io.atomic import ensure_writable_dir, write_text
+from medseg.losses import create_loss
+from medseg.metrics.dice import DiceAccumulator
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """Well-mixed 32-bit seed for ``(seed, epoch)``."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class Trainer:
+    """Patch-based supervised training from a validated pipeline config.
+
+    Args:
+        config: the pipeline (see :mod:`medseg.config`).
+        run_dir: output folder (checkpoints, metrics.csv, progress.png, model package).
+        device: ``auto|cpu|cuda|cuda:N|mps``.
+        resume: continue from ``run_dir/checkpoints/last``.
+        epochs: override ``train.epochs`` (with ``resume``, extends a finished run).
+        force: start afresh in an existing ``run_dir``.
+        progress: show progress bars.
+
+    Example:
+        >>> Trainer(load_pipeline("pipelines/demo.yaml"), Path("runs/demo")).fit()  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        config: PipelineConfig,
+        run_dir: str | Path,
+        device: str = "auto",
+        resume: bool = False,
+        epochs: int | None = None,
+        force: bool = False,
+        progress: bool = True,
+    ) -> None:
+        if epochs is not None:
+            config = config.model_copy(update={"train": config.train.model_copy(update={"epochs": epochs})})
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.resume = resume
+        self.show_progress = progress
+        self._check_run_dir(force)
+        self.device, self.device_reason = resolve_device(device)
+        self.epochs = config.train.epochs
+        self.epoch = 0
+        self.best_score = -float("inf")
+        self.best_epoch = 0
+        self.adapter = create_adapter(config.output, config.data.labels)
+        self.log = RunLog(self.run_dir)
+
+    # ------------------------------------------------------------------ setup
+    def _check_run_dir(self, force: bool) -> None:
+        last = self.run_dir / "checkpoints" / "last"
+        if self.resume and not last.is_dir():
+            raise MedsegOutputError(f"{self.run_dir}: nothing to resume (no checkpoints/last)")
+        if not self.resume and self.run_dir.exists() and any(self.run_dir.iterdir()) and not force:
+            raise MedsegOutputError(f"{self.run_dir}: run folder exists (use --resume to continue or --force to start afresh)")
+        ensure_writable_dir(self.run_dir)
+
+    def setup(self) -> None:
+        """Data, networks, loss, optimizer, scheduler, scaler (and checkpoint state when resuming)."""
+        cfg = self.config
+        if cfg.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            torch.backends.cudnn.benchmark = False
+        elif self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        seed_everything(cfg.seed)
+        write_text(self.run_dir / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+        self.setup_data()
+        self.networks = {name: net.to(self.device) for name, net in self.build_networks().items()}
+        self.loss_fn = self.build_loss()
+        params = [p for net in self.networks.values() for p in net.parameters() if p.requires_grad]
+        self.optimizer = self.build_optimizer(params)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+        self.use_amp = cfg.train.amp and self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.forward = {name: (torch.compile(net) if cfg.train.compile else net) for name, net in self.networks.items()}
+        if self.resume:
+            self._load(self.run_dir / "checkpoints" / "last")
+
+    def setup_data(self) -> None:
+        cases = pipeline_cases(self.config, self.run_dir)
+        self.train_cases, self.val_cases = split_cases(cases, self.config)
+        if not self.train_cases:
+            raise MedsegConfigError("no training cases left after the validation split")
+        self.train_ds = training_dataset(self.config, self.train_cases)
+        self.val_ds = validation_dataset(self.config, self.val_cases) if self.val_cases else None
+
+    def build_networks(self) -> dict[str, nn.Module]:
+        """Networks to train, by checkpoint name (variants may return several)."""
+        return {"model": build_network(self.config.network)}
+
+    def build_loss(self) -> nn.Module:
+        ds = bool(self.config.network.kwargs.get("deep_supervision", False))
+        return create_loss(self.config.loss.name, deep_supervision=ds, **self.config.loss.kwargs)
+
+    def build_optimizer(self, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+        t = self.config.train
+        if t.optimizer == "sgd":
+            return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, nesterov=t.nesterov and t.momentum > 0, weight_decay=t.weight_decay)
+        cls = torch.optim.Adam if t.optimizer == "adam" else torch.optim.AdamW
+        return cls(params, lr=t.lr, betas=t.betas, weight_decay=t.weight_decay)
+
+    def _lr_factor(self, epoch: int) -> float:
+        if self.config.train.lr_schedule == "constant":
+            return 1.0
+        return max(1.0 - epoch / self.epochs, 0.0) ** self.config.train.poly_power
+
+    # ------------------------------------------------------------------ loop
+    def fit(self) -> dict[str, Any]:
+        """Train to ``epochs``, validating every ``val_every``; export the model package. Returns a summary."""
+        self.setup()
+        cfg = self.config
+        if self.epoch >= self.epochs:
+            console.print(f"[yellow]run already has {self.epoch} epoch(s); use --epochs N to extend it[/]")
+        console.print(f"device: {self.device_reason}")
+        start = time.perf_counter()
+        with make_progress(self.show_progress) as bar:
+            epoch_task = bar.add_task("epochs", total=self.epochs, completed=self.epoch, status="")
+            for epoch in range(self.epoch, self.epochs):
+                seed = epoch_seed(cfg.seed, epoch)
+                seed_everything(seed)
+                t0 = time.perf_counter()
+                losses = self.train_epoch(epoch_loader(self.train_ds, cfg, seed), bar)
+                self.scheduler.step()
+                row: dict[str, Any] = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"], **losses}
+                if self.val_ds is not None and ((epoch + 1) % cfg.train.val_every == 0 or epoch + 1 == self.epochs):
+                    row.update(self.validate())
+                row["seconds"] = round(time.perf_counter() - t0, 3)
+                self.epoch = epoch + 1
+                improved = "val_score" in row and row["val_score"] > self.best_score
+                if improved:
+                    self.best_score, self.best_epoch = float(row["val_score"]), self.epoch
+                self.log.append(row)
+                self._save(self.run_dir / "checkpoints" / "last")
+                if improved or (self.val_ds is None and self.epoch == self.epochs):
+                    self._save(self.run_dir / "checkpoints" / "best")
+                status = f"loss {row['loss']:.4f}" + (f" val {row['val_score']:.3f}" if "val_score" in row else "")
+                bar.update(epoch_task, advance=1, status=status)
+        package = self.export()
+        return {
+            "run_dir": str(self.run_dir),
+            "epochs": self.epoch,
+            "best_epoch": self.best_epoch,
+            "best_val_score": self.best_score if self.best_epoch else None,
+            "model": str(package),
+            "seconds": round(time.perf_counter() - start, 1),
+        }
+
+    def train_epoch(self, loader: DataLoader, bar: Any) -> dict[str, float]:
+        for net in self.networks.values():
+            net.train()
+        steps = self.config.train.iterations_per_epoch or len(loader)
+        task = bar.add_task("  train", total=steps, status="")
+        totals: dict[str, float] = {}
+        done = 0
+        while done < steps:
+            for batch in loader:
+                terms = self.optimisation_step(batch)
+                for k, v in terms.items():
+                    totals[k] = totals.get(k, 0.0) + v
+                done += 1
+                bar.update(task, advance=1, status=f"loss {terms['loss']:.4f}")
+                if done >= steps:
+                    break
+        bar.remove_task(task)
+        return {k: v / max(done, 1) for k, v in totals.items()}
+
+    def optimisation_step(self, batch: dict[str, Any]) -> dict[str, float]:
+        """Forward, backward (AMP on CUDA), gradient clipping, optimizer step; returns the loss terms."""
+        self.optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device_type=self.device.type, enabled=self.use_amp):
+            terms = self.train_step(batch)
+        self.scaler.scale(terms["loss"]).backward()
+        if self.config.train.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            params = [p for g in self.optimizer.param_groups for p in g["params"]]
+            torch.nn.utils.clip_grad_norm_(params, self.config.train.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return {k: float(v.detach()) for k, v in terms.items()}
+
+    def train_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Supervised step: loss of the network's output against the label (variants override)."""
+        image = batch["image"].to(self.device, non_blocking=True).as_tensor()
+        target = self.adapter.training_target(batch["label"].to(self.device, non_blocking=True).as_tensor())
+        return {"loss": self.loss_fn(self.forward["model"](image), target)}
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Sliding-window Dice per foreground label on the validation cases (network grid)."""
+        assert self.val_ds is not None
+        net = self.networks["model"].eval()
+        labels = [v for v in self.config.data.labels if v != 0]
+        acc = DiceAccumulator(labels)
+        inf = self.config.inference
+        for item in self.val_ds:
+            probs = sliding_window_probabilities(
+                net, item["image"].as_tensor()[None], self.adapter, self.config.train.patch_size, inf.overlap,
+                inf.sw_batch_size, device=self.device, amp=self.use_amp,
+            )
+            acc.update(self.adapter.to_labels(probs)[0], item["label"].as_tensor()[0].to(self.device))
+        per_label = acc.per_case_mean()
+        names = self.config.data.labels
+        out = {f"val_dice_{names[k]}": v for k, v in per_label.items()}
+        out["val_score"] = float(np.mean(list(per_label.values())))
+        return out
+
+    # ------------------------------------------------------------------ state
+    def _state(self) -> dict[str, Any]:
+        return {
+            "epoch": self.epoch,
+            "epochs": self.epochs,
+            "best_score": self.best_score,
+            "best_epoch": self.best_epoch,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": rng_state(),
+            "config_sha256": self.config.sha256(),
+            "history": self.log.rows,
+        }
+
+    def _save(self, folder: Path) -> None:
+        save_checkpoint(folder, self.networks, self._state())
+
+    def _load(self, folder: Path) -> None:
+        state = load_checkpoint(folder, self.networks, device=str(self.device))
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        # the schedule depends on the (possibly extended) epoch count: recompute the current rate from it
+        for group, base in zip(self.optimizer.param_groups, self.scheduler.base_lrs):
+            group["lr"] = base * self._lr_factor(self.scheduler.last_epoch)
+        if state["scaler"]:
+            self.scaler.load_state_dict(state["scaler"])
+        set_rng_state(state["rng"])
+        self.epoch, self.best_score, self.best_epoch = int(state["epoch"]), float(state["best_score"]), int(state["best_epoch"])
+        self.log.restore(state["history"])
+        if state["config_sha256"] != self.config.sha256():
+            console.print("[yellow]note: the configuration differs from the one this run started with[/]")
+
+    def manifest(self) -> ModelManifest:
+        cfg = self.config
+        return ModelManifest(
+            name=cfg.name,
+            network=cfg.network,
+            output=cfg.output,
+            labels=cfg.data.labels,
+            modalities=cfg.data.modalities,
+            preprocess=cfg.preprocess,
+            patch_size=cfg.train.patch_size,
+            inference=cfg.inference,
+            training={
+                "pipeline": cfg.name,
+                "config_sha256": cfg.sha256(),
+                "epochs": self.epoch,
+                "best_epoch": self.best_epoch,
+                "best_val_score": self.best_score if self.best_epoch else None,
+                "train_cases": [c["case"] for c in self.train_cases],
+                "val_cases": [c["case"] for c in self.val_cases],
+            },
+        )
+
+    def export(self) -> Path:
+        """Write ``run_dir/model`` from the best checkpoint (the last one without validation)."""
+        best = self.run_dir / "checkpoints" / "best"
+        source = best if best.is_dir() else self.run_dir / "checkpoints" / "last"
+        net = build_network(self.config.network)
+        load_checkpoint(source, {"model": net})
+        return save_model_package(self.run_dir / "model", net, self.manifest(), force=True)

@@ -1,0 +1,141 @@
+"""The predictor: file -> preprocessing -> sliding window -> geometry restore -> label map.
+
+Every image that leaves the predictor has its input's shape and affine: the network sees the canonical
+orientation and target spacing of the model package, and its probabilities are mapped back with the
+inverse of the same MONAI spatial transforms (probabilities are resampled before the argmax).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from monai.data import MetaTensor
+from monai.transforms import Compose
+
+from medseg.engine.package import ModelPackage
+from medseg.inference.sliding import sliding_window_probabilities, total_windows
+from medseg.io.geometry import Geometry
+from medseg.io.image_io import check_output_geometry
+from medseg.transforms.loading import load_case_arrays
+from medseg.transforms.presets import IMAGE, intensity_transforms, spatial_transforms
+
+
+@dataclass
+class Prediction:
+    """One case's result in its input geometry.
+
+    Attributes:
+        labels: ``(I, J, K)`` label map (uint8, uint16 above 255 labels).
+        probabilities: ``(I, J, K, P)`` float32 when requested, else ``None``.
+        geometry: the input geometry (what every output is written in).
+        timings: seconds per phase (read, preprocess, network, restore).
+    """
+
+    labels: np.ndarray
+    probabilities: np.ndarray | None
+    geometry: Geometry
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class Predictor:
+    """Runs a model package on images, in their own geometry.
+
+    Args:
+        package: a loaded :class:`~medseg.engine.package.ModelPackage`.
+        device: where the network runs.
+        overlap / sw_batch_size / tta: sliding-window settings (default: the package's).
+        on_windows: progress callback, called with the number of windows processed.
+        on_start: called once per case with the total number of windows (progress totals).
+
+    Example:
+        >>> predictor = Predictor(load_model_package("model/"), torch.device("cpu"))  # doctest: +SKIP
+        >>> result = predictor.predict_files(["scan.nii.gz"])  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        package: ModelPackage,
+        device: torch.device,
+        overlap: float | None = None,
+        sw_batch_size: int | None = None,
+        tta: bool | None = None,
+        on_windows: Callable[[int], None] | None = None,
+        on_start: Callable[[int], None] | None = None,
+    ) -> None:
+        manifest = package.manifest
+        self.package = package
+        self.adapter = package.adapter
+        self.device = device
+        self.network = package.network.to(device).eval()
+        self.overlap = manifest.inference.overlap if overlap is None else overlap
+        self.sw_batch_size = manifest.inference.sw_batch_size if sw_batch_size is None else sw_batch_size
+        self.tta = manifest.inference.tta if tta is None else tta
+        self.roi_size = tuple(manifest.patch_size)
+        self.spatial = Compose(spatial_transforms(manifest.preprocess, [IMAGE]))
+        self.intensity = Compose(intensity_transforms(manifest.preprocess, [IMAGE]))
+        self.on_windows = on_windows
+        self.on_start = on_start
+
+    def preprocess(self, image: MetaTensor) -> MetaTensor:
+        """``(C, I, J, K)`` image in its own grid -> network grid (canonical orientation, target spacing)."""
+        data = self.intensity(self.spatial({IMAGE: image}))
+        return data[IMAGE]
+
+    def windows(self, preprocessed: torch.Tensor) -> int:
+        """How many windows a prediction of this preprocessed image visits (progress totals)."""
+        return total_windows(preprocessed.shape[1:], self.roi_size, self.overlap, self.tta)
+
+    def network_probabilities(self, preprocessed: torch.Tensor) -> torch.Tensor:
+        """``(C, *spatial)`` on the network grid -> ``(P, *spatial)`` probabilities on the same grid."""
+        x = torch.as_tensor(preprocessed)[None].to(self.device, non_blocking=True)
+        probs = sliding_window_probabilities(
+            self.network, x, self.adapter, self.roi_size, self.overlap, self.sw_batch_size, self.tta,
+            device=self.device, amp=self.device.type == "cuda", on_windows=self.on_windows,
+        )
+        return probs[0]
+
+    def restore(self, probabilities: torch.Tensor, preprocessed: MetaTensor) -> MetaTensor:
+        """Map network-grid probabilities back to the input grid (inverse spacing, then orientation)."""
+        out = MetaTensor(probabilities.float().cpu(), meta=copy.deepcopy(preprocessed.meta))  # meta holds the affine
+        out.applied_operations = copy.deepcopy(preprocessed.applied_operations)
+        return self.spatial.inverse({IMAGE: out})[IMAGE]
+
+    def predict_image(self, image: MetaTensor, geometry: Geometry, keep_probabilities: bool = False) -> Prediction:
+        """Predict an already loaded ``(C, I, J, K)`` image with its geometry."""
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        preprocessed = self.preprocess(image)
+        if self.on_start is not None:
+            self.on_start(self.windows(preprocessed))
+        t1 = time.perf_counter()
+        probs = self.network_probabilities(preprocessed)
+        t2 = time.perf_counter()
+        restored = self.restore(probs, preprocessed)
+        check_output_geometry(restored.permute(1, 2, 3, 0), geometry, "restored probabilities")
+        labels = self.adapter.to_labels(restored.as_tensor()[None])[0].numpy()
+        t3 = time.perf_counter()
+        timings.update(preprocess=t1 - t0, network=t2 - t1, restore=t3 - t2)
+        top = int(labels.max()) if labels.size else 0
+        labels = labels.astype(np.uint8 if top <= 255 else np.uint16)
+        probabilities = np.moveaxis(restored.numpy(), 0, -1).astype(np.float32) if keep_probabilities else None
+        return Prediction(labels, probabilities, geometry, timings)
+
+    def load(self, images: Sequence[str | Path]) -> tuple[MetaTensor, Geometry]:
+        """Read the modalities of one case (checked against the package's modality count)."""
+        image, _, geometry = load_case_arrays(images, None, self.package.manifest.modalities)
+        return image, geometry
+
+    def predict_files(self, images: Sequence[str | Path], keep_probabilities: bool = False) -> Prediction:
+        """Read one case (one file per modality, or one 4D file) and predict it."""
+        t0 = time.perf_counter()
+        image, geometry = self.load(images)
+        read_time = time.perf_counter() - t0
+        result = self.predict_image(image, geometry, keep_probabilities)
+        result.timings = {"read": read_time, **result.timings}
+        return result

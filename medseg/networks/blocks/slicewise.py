@@ -1,0 +1,47 @@
+"""Run a 2D network over 3D patches, one slice at a time."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class SliceWise(nn.Module):
+    """Wrap a 2D network so the 3D trainer and predictor can drive it with patches one slice thick.
+
+    The wrapper moves ``slice_axis`` last, folds it into the batch, runs the 2D network on
+    ``(B*S, C, H, W)`` and unfolds the result, so ``(B, C, X, Y, Z)`` in gives ``(B, C_out, X, Y, Z)`` out.
+    Deep-supervision lists are unfolded element by element.
+
+    Args:
+        net: a 2D network ``(B, C, H, W) -> (B, C_out, H, W)``.
+        slice_axis: spatial axis (0, 1 or 2) that is sliced.
+
+    Example:
+        >>> wrapped = SliceWise(nn.Conv2d(1, 2, 3, padding=1), slice_axis=2)
+        >>> wrapped(torch.zeros(1, 1, 16, 16, 4)).shape
+        torch.Size([1, 2, 16, 16, 4])
+    """
+
+    def __init__(self, net: nn.Module, slice_axis: int = 2) -> None:
+        super().__init__()
+        if slice_axis not in (0, 1, 2):
+            raise ValueError(f"slice_axis must be 0, 1 or 2, got {slice_axis}")
+        self.net = net
+        self.slice_axis = slice_axis
+
+    def _fold(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
+        x = x.movedim(2 + self.slice_axis, -1)  # (B, C, H, W, S)
+        b, c, h, w, s = x.shape
+        return x.permute(0, 4, 1, 2, 3).reshape(b * s, c, h, w), (b, s)
+
+    def _unfold(self, y: torch.Tensor, b: int, s: int) -> torch.Tensor:
+        y = y.reshape(b, s, *y.shape[1:]).permute(0, 2, 3, 4, 1)  # (B, C, H, W, S)
+        return y.movedim(-1, 2 + self.slice_axis)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+        folded, (b, s) = self._fold(x)
+        out = self.net(folded)
+        if isinstance(out, (list, tuple)):
+            return [self._unfold(o, b, s) for o in out]
+        return self._unfold(out, b, s)

@@ -1,0 +1,108 @@
+"""Preprocessing presets built from MONAI transforms, shared by training, validation and prediction.
+
+The same :class:`~medseg.config.PreprocessConfig` (stored in every model package) builds the transforms
+everywhere, so preprocessing cannot drift between training and inference:
+
+``spatial``: ``Orientationd`` to the canonical orientation, then ``Spacingd`` to the target voxel size
+(bilinear for images, nearest for labels). Both are invertible: the predictor maps network outputs
+back to the input grid with MONAI's inverse.
+
+``intensity``: CT (window clip, then offset/scale), MRI (per-channel z-score over non-zero voxels), none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from monai.transforms import (
+    Compose,
+    EnsureTyped,
+    NormalizeIntensityd,
+    Orientationd,
+    RandCropByPosNegLabeld,
+    RandFlipd,
+    RandGaussianNoised,
+    RandRotate90d,
+    RandScaleIntensityd,
+    RandShiftIntensityd,
+    ScaleIntensityRanged,
+    Spacingd,
+    SpatialPadd,
+)
+from monai.transforms.transform import MapTransform
+
+from medseg.config import AugmentConfig, PreprocessConfig
+
+IMAGE, LABEL = "image", "label"
+
+
+def spatial_transforms(cfg: PreprocessConfig, keys: Sequence[str] = (IMAGE,), label_keys: Sequence[str] = ()) -> list[MapTransform]:
+    """Orientation to ``cfg.orientation`` then (if set) resampling to ``cfg.target_spacing``."""
+    all_keys = [*keys, *label_keys]
+    out: list[MapTransform] = [Orientationd(keys=all_keys, axcodes=cfg.orientation, allow_missing_keys=True)]
+    if cfg.target_spacing is not None:
+        modes = ["bilinear"] * len(keys) + ["nearest"] * len(label_keys)
+        out.append(
+            Spacingd(keys=all_keys, pixdim=cfg.target_spacing, mode=modes, padding_mode="border", dtype=np.float32, allow_missing_keys=True)
+        )
+    return out
+
+
+def intensity_transforms(cfg: PreprocessConfig, keys: Sequence[str] = (IMAGE,)) -> list[MapTransform]:
+    """The intensity preset (applied per channel)."""
+    if cfg.intensity == "ct":
+        lo, hi = cfg.ct_window
+        offset = lo if cfg.ct_offset is None else cfg.ct_offset
+        scale = (hi - lo) if cfg.ct_scale is None else cfg.ct_scale
+        # clip to the window, then (x - offset) / scale, in one MONAI transform
+        return [ScaleIntensityRanged(keys=list(keys), a_min=lo, a_max=hi, b_min=(lo - offset) / scale, b_max=(hi - offset) / scale, clip=True)]
+    if cfg.intensity == "mri":
+        return [NormalizeIntensityd(keys=list(keys), nonzero=True, channel_wise=True)]
+    return []
+
+
+def preprocessing(cfg: PreprocessConfig, with_label: bool = False) -> Compose:
+    """Spatial + intensity preprocessing of an already loaded case (see :class:`~medseg.transforms.loading.LoadCased`)."""
+    label_keys = [LABEL] if with_label else []
+    return Compose(
+        [
+            *spatial_transforms(cfg, [IMAGE], label_keys),
+            *intensity_transforms(cfg, [IMAGE]),
+            EnsureTyped(keys=[IMAGE, *label_keys], dtype=None, track_meta=True, allow_missing_keys=True),
+        ]
+    )
+
+
+def training_sampling(
+    patch_size: Sequence[int], samples: int, pos_fraction: float, augment: AugmentConfig, spatial_axes: Sequence[int] = (0, 1, 2)
+) -> Compose:
+    """Random part of the training pipeline: foreground-oversampled patches, then MONAI augmentations.
+
+    Args:
+        patch_size: spatial patch (use 1 along the slice axis for 2D networks).
+        samples: patches drawn per volume.
+        pos_fraction: fraction of patches centred on foreground.
+        spatial_axes: axes along which flips are allowed (all three for 3D; the in-plane axes for 2D).
+    """
+    keys = [IMAGE, LABEL]
+    pos = max(pos_fraction, 0.0)
+    neg = max(1.0 - pos_fraction, 0.0)
+    out: list[MapTransform] = [
+        SpatialPadd(keys=keys, spatial_size=list(patch_size), mode="constant"),
+        RandCropByPosNegLabeld(keys=keys, label_key=LABEL, spatial_size=list(patch_size), pos=pos, neg=neg, num_samples=samples, image_key=None),
+    ]
+    for axis in spatial_axes:
+        if augment.flip > 0:
+            out.append(RandFlipd(keys=keys, prob=augment.flip, spatial_axis=axis))
+    in_plane = [a for a in spatial_axes if patch_size[a] > 1][:2]
+    if augment.rotate90 > 0 and len(in_plane) == 2 and patch_size[in_plane[0]] == patch_size[in_plane[1]]:
+        out.append(RandRotate90d(keys=keys, prob=augment.rotate90, spatial_axes=tuple(in_plane)))
+    if augment.scale_intensity > 0:
+        out.append(RandScaleIntensityd(keys=[IMAGE], factors=0.1, prob=augment.scale_intensity))
+    if augment.shift_intensity > 0:
+        out.append(RandShiftIntensityd(keys=[IMAGE], offsets=0.1, prob=augment.shift_intensity))
+    if augment.gaussian_noise > 0:
+        out.append(RandGaussianNoised(keys=[IMAGE], prob=augment.gaussian_noise, std=0.05))
+    return Compose(out)
