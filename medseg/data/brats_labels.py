@@ -114,7 +114,9 @@ def labels_to_levels(labels: Array, convention: str = "auto") -> Array:
     allowed = set(LEVEL_TO_LABEL[convention])
     bad = sorted(_unique(labels) - allowed)
     if bad:
-        raise MedsegInputError(None, f"label values {bad} are not in the BraTS {convention} convention {sorted(allowed)}")
+        raise MedsegInputError(
+            None, f"label values {bad} are not in the BraTS {convention} convention {sorted(allowed)}"
+        )
     table = [0] * (max(allowed) + 1)
     for level, label in enumerate(LEVEL_TO_LABEL[convention]):
         table[label] = level

@@ -33,21 +33,26 @@ def test_perfect_prediction_at_high_steepness_is_nearly_zero(mode: str) -> None:
     assert wrong > 100 * perfect + 1e-3
 
 
+def _train(forward, parameters, levels: torch.Tensor, loss_fn, steps: int, lr: float) -> list[float]:
+    """Losses of ``steps`` Adam steps on ``loss_fn(forward(), levels)``."""
+    optimizer = torch.optim.Adam(parameters, lr=lr)
+    losses = []
+    for _ in range(steps):
+        optimizer.zero_grad()
+        loss = loss_fn(forward(), levels)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
+
+
 @pytest.mark.parametrize("mode", ["dice_bce", "mse"])
 def test_loss_decreases_under_gradient_steps(mode: str) -> None:
     torch.manual_seed(0)
     levels = _toy_levels()
     z = torch.nn.Parameter(torch.zeros(levels.shape))
     act = MultiLevelActivation(learn_offsets=True)
-    loss_fn = NestedLoss(mode=mode)
-    optimizer = torch.optim.Adam([z, *act.parameters()], lr=0.1)
-    losses = []
-    for _ in range(15):
-        optimizer.zero_grad()
-        loss = loss_fn(act(z), levels)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    losses = _train(lambda: act(z), [z, *act.parameters()], levels, NestedLoss(mode=mode), steps=15, lr=0.1)
     assert losses[-1] < 0.5 * losses[0]
 
 
@@ -59,15 +64,7 @@ def test_tiny_network_improves_in_a_few_steps() -> None:
         "nested_resunet", in_channels=4, base_filters=4, levels=3, deep_supervision_heads=1, dropout=0.0,
         return_levels=True,
     )
-    loss_fn = NestedLoss()
-    optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)
-    losses = []
-    for _ in range(8):
-        optimizer.zero_grad()
-        loss = loss_fn(net(image), levels)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    losses = _train(lambda: net(image), net.parameters(), levels, NestedLoss(), steps=8, lr=3e-3)
     assert losses[-1] < losses[0]
 
 
