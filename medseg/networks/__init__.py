@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from medseg.networks import nested_resunet, unet  # noqa: F401  (registers "nested_resunet", "unet")
+# importing each module registers its network(s)
+from medseg.networks import (  # noqa: F401
+    dense_unet_2d,
+    dense_unet_3d,
+    hdenseunet,
+    nested_resunet,
+    unet,
+)
 from medseg.networks.registry import NetworkSpec, create_network, get_network_spec, list_networks, register_network
 
 __all__ = ["NetworkSpec", "create_network", "get_network_spec", "list_networks", "register_network"]
