@@ -6,7 +6,9 @@ from __future__ import annotations
 from medseg.networks import (  # noqa: F401
     dense_unet_2d,
     dense_unet_3d,
+    early_fusion_unet,
     hdenseunet,
+    ivdnet,
     nested_resunet,
     unet,
 )

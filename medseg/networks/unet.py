@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from monai.networks.nets import DynUNet
@@ -82,6 +84,18 @@ class UNet(DynUNet):
             deep_supr_num=deep_supervision_heads,
             res_block=res_block,
         )
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False) -> Any:
+        """``nn.Module.load_state_dict`` that also accepts plain dicts (safetensors) with BatchNorm.
+
+        DynUNet registers its blocks twice (``skip_layers`` aliases them). A plain dict carries no module
+        version metadata, so BatchNorm would invent ``num_batches_tracked`` under every alias name, which
+        ``safetensors.torch.load_model`` then reports as unexpected keys. The current versions are supplied.
+        """
+        if getattr(state_dict, "_metadata", None) is None:
+            state_dict = OrderedDict(state_dict)
+            state_dict._metadata = self.state_dict()._metadata  # type: ignore[attr-defined]
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:  # type: ignore[override]
         out = super().forward(x)
