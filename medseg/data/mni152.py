@@ -19,7 +19,6 @@ Everything is deterministic given the seed. Arrays are ``(I, J, K)`` in the temp
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -228,7 +227,9 @@ def _rotation(angles: np.ndarray) -> np.ndarray:
 _NORMALISE = ScaleIntensityRangePercentiles(lower=0.01, upper=99.99, b_min=0.0, b_max=1.0, clip=True)
 
 
-def apply_intensity(image: np.ndarray, spacing_mm: Sequence[float], spec: IntensitySpec, rng: np.random.Generator) -> np.ndarray:
+def apply_intensity(
+    image: np.ndarray, spacing_mm: Sequence[float], spec: IntensitySpec, rng: np.random.Generator
+) -> np.ndarray:
     """Bias field (``exp`` of a smooth field in +/- ``bias_strength``), gamma, noise, percentile min-max to [0, 1]."""
     spacing = float(np.mean(spacing_mm))
     bias = bspline_noise(image.shape, spec.bias_spacing_mm / spacing, 1, rng)[0]
@@ -369,7 +370,8 @@ def write_pairs(
             pair = make_pair(pair_seed, template, **pair_kwargs)  # type: ignore[arg-type]
             geometry = Geometry(shape=pair.fixed.shape, affine=pair.affine)
             entry = {"fixed_contrast": pair.fixed_contrast, "moving_contrast": pair.moving_contrast}
-            for key, kind in (("fixed", "image"), ("moving", "image"), ("fixed_labels", "label"), ("moving_labels", "label")):
+            kinds = {"fixed": "image", "moving": "image", "fixed_labels": "label", "moving_labels": "label"}
+            for key, kind in kinds.items():
                 rel = f"pair_{i:03d}/{key}.nii.gz"
                 write_image(tmp / rel, getattr(pair, key), geometry, kind=kind)
                 entry[key] = rel

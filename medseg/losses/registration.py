@@ -251,24 +251,19 @@ class MicdirLoss(RegistrationLoss):
 
 
 class VoxelMorphLoss(RegistrationLoss):
-    """VoxelMorph's loss: local NCC (window 9) + 1.0 grad-L2 of the velocity; no graph or half-resolution terms."""
+    """VoxelMorph's loss: local NCC (window 9) + 1.0 grad-L2 of the velocity; no graph or half-resolution terms.
 
-    def __init__(
-        self,
-        spatial_dims: int = 3,
-        similarity: str = "lncc",
-        smoothness: str = "grad_l2",
-        regularize: str = "velocity",
-        similarity_weight: float = 1.0,
-        smoothness_weight: float = 1.0,
-        graph_weight: float = 0.0,
-        half_similarity_weight: float = 0.0,
-        half_smoothness_weight: float = 0.0,
-        inverse_consistency_weight: float = 0.0,
-        lncc_kernel_size: int = 9,
-        mi_num_bins: int = 23,
-    ) -> None:
-        super().__init__(
-            spatial_dims, similarity, smoothness, regularize, similarity_weight, smoothness_weight, graph_weight,
-            half_similarity_weight, half_smoothness_weight, inverse_consistency_weight, lncc_kernel_size, mi_num_bins,
-        )
+    Takes :class:`RegistrationLoss`'s keyword arguments; only the defaults in :attr:`DEFAULTS` differ.
+    """
+
+    DEFAULTS: dict[str, object] = {
+        "similarity": "lncc",
+        "regularize": "velocity",
+        "similarity_weight": 1.0,
+        "graph_weight": 0.0,
+        "half_similarity_weight": 0.0,
+        "half_smoothness_weight": 0.0,
+    }
+
+    def __init__(self, spatial_dims: int = 3, **kwargs: object) -> None:
+        super().__init__(spatial_dims, **{**self.DEFAULTS, **kwargs})  # type: ignore[arg-type]

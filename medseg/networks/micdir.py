@@ -17,7 +17,13 @@ import torch.nn.functional as F
 from monai.networks.layers.factories import Conv
 from torch import nn
 
-from medseg.networks.blocks.registration import DiffeomorphicIntegration, Warp, linear_mode
+from medseg.networks.blocks.registration import (
+    DiffeomorphicIntegration,
+    Warp,
+    check_pair,
+    check_widths,
+    linear_mode,
+)
 from medseg.networks.blocks.scg import GraphConvLayer, SelfConstructingGraph, from_nodes
 from medseg.networks.registry import register_network
 
@@ -139,15 +145,11 @@ class MICDIR(nn.Module):
         bidirectional: bool = True,
     ) -> None:
         super().__init__()
-        if spatial_dims not in (2, 3):
-            raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
-        if in_channels < 1:
-            raise ValueError(f"in_channels must be positive, got {in_channels}")
-        enc, dec = [int(c) for c in encoder_channels], [int(c) for c in decoder_channels]
-        if len(enc) < 2 or min(enc) < 1:
-            raise ValueError(f"encoder_channels needs at least two positive widths, got {encoder_channels}")
-        if len(dec) != len(enc) - 1 or (dec and min(dec) < 1):
-            raise ValueError(f"decoder_channels needs {len(enc) - 1} positive widths, got {decoder_channels}")
+        enc, dec = check_widths(spatial_dims, in_channels, encoder_channels, decoder_channels)
+        if len(enc) < 2:
+            raise ValueError(f"encoder_channels needs at least two widths, got {encoder_channels}")
+        if len(dec) != len(enc) - 1:
+            raise ValueError(f"decoder_channels needs {len(enc) - 1} widths, got {decoder_channels}")
         if half_head_channels is not None and len(enc) < 3:
             raise ValueError("a half-resolution head needs at least three encoder levels")
         if not gcn_channels or int(gcn_channels[-1]) != latent_channels:
@@ -165,7 +167,8 @@ class MICDIR(nn.Module):
         )
         widths = [enc[-1], *[int(c) for c in gcn_channels]]
         self.gcn = nn.ModuleList(
-            GraphConvLayer(a, b, negative_slope=slope, dropout=gcn_dropout) for a, b in zip(widths[:-1], widths[1:])
+            GraphConvLayer(a, b, negative_slope=slope, dropout=gcn_dropout)
+            for a, b in zip(widths[:-1], widths[1:], strict=True)
         )
         skips = enc[-2::-1]  # skip widths, deepest first
         self.decoder = nn.ModuleList(
@@ -218,10 +221,7 @@ class MICDIR(nn.Module):
     def forward(
         self, fixed: torch.Tensor, moving: torch.Tensor, bidirectional: bool | None = None
     ) -> dict[str, torch.Tensor]:
-        if fixed.shape != moving.shape:
-            raise ValueError(f"fixed {tuple(fixed.shape)} and moving {tuple(moving.shape)} must have the same shape")
-        if fixed.ndim != self.spatial_dims + 2:
-            raise ValueError(f"expected (B, C, *spatial) with {self.spatial_dims} spatial dims, got {tuple(fixed.shape)}")
+        check_pair(fixed, moving, self.spatial_dims)
         out = self._register(fixed, moving)
         if self.bidirectional if bidirectional is None else bidirectional:
             out.update({f"{k}_reverse": v for k, v in self._register(moving, fixed).items()})

@@ -15,7 +15,7 @@ import torch
 from monai.networks.nets import VoxelMorphUNet
 from torch import nn
 
-from medseg.networks.blocks.registration import DiffeomorphicIntegration, Warp
+from medseg.networks.blocks.registration import DiffeomorphicIntegration, Warp, check_pair, check_widths
 from medseg.networks.micdir import registration_example_inputs
 from medseg.networks.registry import register_network
 
@@ -81,17 +81,10 @@ class VoxelMorph(nn.Module):
         padding_mode: str = "zeros",
     ) -> None:
         super().__init__()
-        if spatial_dims not in (2, 3):
-            raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
-        if in_channels < 1:
-            raise ValueError(f"in_channels must be positive, got {in_channels}")
-        enc, dec = [int(c) for c in encoder_channels], [int(c) for c in decoder_channels]
+        enc, dec = check_widths(spatial_dims, in_channels, encoder_channels, decoder_channels)
         n = len(enc)
-        if n < 1 or len(dec) < n + 1 or min(enc + dec) < 1:
-            raise ValueError(
-                f"need positive encoder_channels and at least {n + 1} decoder_channels, got {encoder_channels}, "
-                f"{decoder_channels}"
-            )
+        if n < 1 or len(dec) < n + 1:
+            raise ValueError(f"need encoder_channels and at least {n + 1} decoder_channels, got {decoder_channels}")
         channels = [c for k in range(n) for c in (enc[k], dec[n - 1 - k])]
         self.spatial_dims = spatial_dims
         self.levels = n
@@ -112,14 +105,7 @@ class VoxelMorph(nn.Module):
     def forward(
         self, fixed: torch.Tensor, moving: torch.Tensor, bidirectional: bool | None = None
     ) -> dict[str, torch.Tensor]:
-        if fixed.shape != moving.shape:
-            raise ValueError(f"fixed {tuple(fixed.shape)} and moving {tuple(moving.shape)} must have the same shape")
-        stride = 2**self.levels
-        if fixed.ndim != self.spatial_dims + 2 or any(s % stride for s in fixed.shape[2:]):
-            raise ValueError(
-                f"expected (B, C, *spatial) with {self.spatial_dims} spatial sizes divisible by {stride}, "
-                f"got {tuple(fixed.shape)}"
-            )
+        check_pair(fixed, moving, self.spatial_dims, stride=2**self.levels)
         velocity = self.unet(torch.cat([moving, fixed], dim=1))
         flow = self.integrate(velocity)
         out = {"flow": flow, "moved": self.warp(moving, flow), "velocity": velocity}

@@ -38,7 +38,8 @@ def test_template_is_centred_labelled_and_keeps_world_positions(template) -> Non
     index = np.array([16, 16, 16, 1.0])
     world = template.affine @ index
     source = np.round(np.linalg.solve(affine, world)[:3]).astype(int)
-    assert template.t1[16, 16, 16] == pytest.approx(t1[tuple(source)] * (brain[tuple(source)] > 0.5) / t1.max(), rel=1e-5)
+    expected = t1[tuple(source)] * (brain[tuple(source)] > 0.5) / t1.max()
+    assert template.t1[16, 16, 16] == pytest.approx(expected, rel=1e-5)
     # T1 contrast of the template itself: WM > GM > CSF/other
     means = [template.t1[template.labels == k].mean() for k in (1, 2, 3)]
     assert means[0] < means[1] < means[2]
@@ -105,7 +106,8 @@ def test_write_pairs_writes_nifti_with_the_template_geometry(template, tmp_path)
     moving, geometry = read_image(index.parent / entry["moving"])
     labels, _ = read_image(index.parent / entry["moving_labels"])
     np.testing.assert_allclose(geometry.affine, template.affine, atol=1e-5)
-    again = make_pair(int(np.random.SeedSequence([1, 1]).generate_state(1)[0]), template, moving_contrast="t2", deformation="small")
+    seed = int(np.random.SeedSequence([1, 1]).generate_state(1)[0])
+    again = make_pair(seed, template, moving_contrast="t2", deformation="small")
     np.testing.assert_allclose(np.squeeze(np.asarray(moving)), again.moving, atol=1e-6)
     np.testing.assert_array_equal(np.squeeze(np.asarray(labels)), again.moving_labels)
     assert entry["moving_contrast"] == "t2"

@@ -26,7 +26,8 @@ def test_normalized_adjacency_is_symmetric_with_spectral_radius_one() -> None:
     norm = normalize_adjacency(adjacency)
     torch.testing.assert_close(norm, norm.transpose(1, 2))
     degree = adjacency.sum(1)
-    torch.testing.assert_close(norm, adjacency / torch.sqrt(degree[:, :, None] * degree[:, None, :]), atol=1e-5, rtol=1e-5)
+    expected = adjacency / torch.sqrt(degree[:, :, None] * degree[:, None, :])
+    torch.testing.assert_close(norm, expected, atol=1e-5, rtol=1e-5)
     eig = torch.linalg.eigvalsh(norm)
     torch.testing.assert_close(eig[:, -1], torch.ones(2), atol=1e-4, rtol=0)
     assert eig.abs().max() <= 1 + 1e-4

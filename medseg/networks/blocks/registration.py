@@ -23,6 +23,30 @@ from torch import nn
 _LINEAR_MODES = {1: "linear", 2: "bilinear", 3: "trilinear"}
 
 
+def check_widths(spatial_dims: int, in_channels: int, *widths: Sequence[int]) -> list[list[int]]:
+    """Validate a registration network's common arguments; returns each width list as ints."""
+    if spatial_dims not in (2, 3):
+        raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
+    if in_channels < 1:
+        raise ValueError(f"in_channels must be positive, got {in_channels}")
+    lists = [[int(c) for c in w] for w in widths]
+    if any(c < 1 for w in lists for c in w):
+        raise ValueError(f"channel widths must be positive, got {widths}")
+    return lists
+
+
+def check_pair(fixed: torch.Tensor, moving: torch.Tensor, spatial_dims: int, stride: int = 1) -> None:
+    """Raise ``ValueError`` unless fixed and moving are equal-shape ``(B, C, *spatial)`` batches whose
+    spatial sizes are divisible by ``stride``."""
+    if fixed.shape != moving.shape:
+        raise ValueError(f"fixed {tuple(fixed.shape)} and moving {tuple(moving.shape)} must have the same shape")
+    if fixed.ndim != spatial_dims + 2 or any(s % stride for s in fixed.shape[2:]):
+        raise ValueError(
+            f"expected (B, C, *spatial) with {spatial_dims} spatial sizes divisible by {stride}, "
+            f"got {tuple(fixed.shape)}"
+        )
+
+
 def linear_mode(spatial_dims: int) -> str:
     """``F.interpolate`` mode for (bi/tri)linear interpolation in ``spatial_dims`` dimensions."""
     if spatial_dims not in _LINEAR_MODES:
