@@ -9,8 +9,10 @@ from medseg.networks import (  # noqa: F401
     early_fusion_unet,
     hdenseunet,
     ivdnet,
+    micdir,
     nested_resunet,
     unet,
+    voxelmorph,
 )
 from medseg.networks.registry import NetworkSpec, create_network, get_network_spec, list_networks, register_network
 
