@@ -28,13 +28,15 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from medseg.transforms.tree_filter import connected_tree_filter, count_component_nodes, quantise
+from medseg.transforms.tree_filter import TreeFilterSettings, connected_tree_filter, count_component_nodes, quantise
 
 FULL_SIZES = ("256x256", "128x128x128")
 QUICK_SIZES = ("64x64", "24x24x24")
 
 
-def skimage_reference(image: np.ndarray, tree: str = "max", min_area: int = 50, connectivity: int | None = None) -> np.ndarray:
+def skimage_reference(
+    image: np.ndarray, tree: str = "max", min_area: int = 50, connectivity: int | None = None
+) -> np.ndarray:
     """The DSAIF filter built on ``skimage.morphology`` (area_opening + max_tree); same dtype as ``image``.
 
     Example:
@@ -100,8 +102,11 @@ def run(
         for kind in kinds:
             q = quantise(make_volume(shape, kind), 256)[0]
             for tree in trees:
-                t_higra, ours = _best_time(lambda: connected_tree_filter(q, tree, min_area=min_area), repeat)  # noqa: B023
-                row: dict[str, Any] = dict(shape=size, kind=kind, tree=tree, min_area=min_area, higra_s=round(t_higra, 4))
+                t_higra, ours = _best_time(
+                    lambda: connected_tree_filter(q, tree, min_area=min_area), repeat  # noqa: B023
+                )
+                row: dict[str, Any] = dict(shape=size, kind=kind, tree=tree, min_area=min_area)
+                row["higra_s"] = round(t_higra, 4)
                 if reference_max_voxels is None or q.size <= reference_max_voxels:
                     t_ref, ref = _best_time(lambda: skimage_reference(q, tree, min_area), 1)  # noqa: B023
                     if not np.array_equal(ours, ref):
@@ -109,16 +114,18 @@ def run(
                     row.update(skimage_s=round(t_ref, 4), speedup=round(t_ref / t_higra, 1), equal=True)
                 else:
                     row.update(skimage_s=None, speedup=None, equal=None)
-                counts = count_component_nodes(q, tree, min_area=min_area, levels=None)
+                counts = count_component_nodes(q, TreeFilterSettings(tree, min_area, levels=None))
                 row.update(nodes_before=counts.before, nodes_after_area=counts.after_area, nodes_after=counts.after)
                 rows.append(row)
-                print(f"  {size} {kind} {tree}: higra {t_higra:.3f}s, skimage {row['skimage_s']}s", file=sys.stderr, flush=True)
+                note = f"  {size} {kind} {tree}: higra {t_higra:.3f}s, skimage {row['skimage_s']}s"
+                print(note, file=sys.stderr, flush=True)
     return rows
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| shape | volume | tree | higra (s) | scikit-image (s) | speed-up | equal | nodes before | after area | after |",
+        "| shape | volume | tree | higra (s) | scikit-image (s) | speed-up | equal "
+        "| nodes before | after area | after |",
         "|---|---|---|---:|---:|---:|---|---:|---:|---:|",
     ]
     for r in rows:
@@ -141,7 +148,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-area", type=int, default=50)
     parser.add_argument("--repeat", type=int, default=3, help="higra runs per case (best kept); scikit-image runs once")
     parser.add_argument(
-        "--reference-max-voxels", type=int, default=None, help="skip scikit-image above this many voxels (it is slow in 3D)"
+        "--reference-max-voxels",
+        type=int,
+        default=None,
+        help="skip scikit-image above this many voxels (it is slow in 3D)",
     )
     parser.add_argument("--json", type=Path, default=Path("runs/benchmarks/tree_filter.json"))
     args = parser.parse_args(argv)

@@ -110,7 +110,8 @@ class RandStructureAwareFilter(RandomizableTransform):
     Paper/code: gamma with p = 0.5, uniform in (0.5, 1.5) (imgaug ``GammaContrast`` on the [0, 1] image);
     ``keep_prob`` is the code's ``tree_topoprob`` (0 in the released config). ``prob`` here is only whether
     to filter at all; the choice of Max-tree vs Min-tree per network belongs to the view generation.
-    Other arguments as :class:`StructureAwareFilter` (the cache serves the draws without gamma).
+    ``filter_kwargs`` go to :class:`StructureAwareFilter` (``min_area``, ``levels``, ``rounding``,
+    ``connectivity``, ``value_range``, ``cache``; the cache serves the draws without gamma).
     """
 
     backend = StructureAwareFilter.backend
@@ -122,12 +123,7 @@ class RandStructureAwareFilter(RandomizableTransform):
         gamma_prob: float = 0.5,
         gamma_range: tuple[float, float] = (0.5, 1.5),
         keep_prob: float = 0.0,
-        min_area: int = 50,
-        levels: int | None = 256,
-        rounding: Rounding = "floor",
-        connectivity: int | None = None,
-        value_range: tuple[float, float] | None = None,
-        cache: FilterCache | None = None,
+        **filter_kwargs: Any,
     ) -> None:
         RandomizableTransform.__init__(self, prob)
         if not 0.0 <= gamma_prob <= 1.0:
@@ -137,7 +133,7 @@ class RandStructureAwareFilter(RandomizableTransform):
         if not 0.0 <= keep_prob <= 1.0:
             raise ValueError(f"keep_prob must be in [0, 1], got {keep_prob}")
         self.gamma_prob, self.gamma_range, self.keep_prob = gamma_prob, tuple(gamma_range), keep_prob
-        self.filter = StructureAwareFilter(tree, min_area, levels, rounding, connectivity, value_range, cache)
+        self.filter = StructureAwareFilter(tree, **filter_kwargs)
         self.gamma: float | None = None
         self.seed: int | None = None
 
@@ -175,10 +171,11 @@ class StructureAwareFilterd(MapTransform):
 
     Args:
         keys: keys of the channel-first images to filter.
+        tree: ``"max"`` or ``"min"``.
         output_keys: where to write the results (default: in place). E.g. ``keys="image",
             output_keys="image_max"`` keeps the original beside the Max-tree view.
         allow_missing_keys: skip absent keys.
-        Others: as :class:`StructureAwareFilter`.
+        filter_kwargs: the other arguments of :class:`StructureAwareFilter`.
     """
 
     backend = StructureAwareFilter.backend
@@ -187,70 +184,51 @@ class StructureAwareFilterd(MapTransform):
         self,
         keys: KeysCollection,
         tree: TreeType = "max",
-        min_area: int = 50,
-        levels: int | None = 256,
-        rounding: Rounding = "floor",
-        connectivity: int | None = None,
-        value_range: tuple[float, float] | None = None,
-        cache: FilterCache | None = None,
         output_keys: KeysCollection | None = None,
         allow_missing_keys: bool = False,
+        **filter_kwargs: Any,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.output_keys = _output_keys(self.keys, output_keys)
-        self.filter = StructureAwareFilter(tree, min_area, levels, rounding, connectivity, value_range, cache)
+        self.filter = self._make_filter(tree, **filter_kwargs)
+
+    def _make_filter(self, tree: TreeType, **kwargs: Any) -> Any:
+        return StructureAwareFilter(tree, **kwargs)
+
+    def _apply(self, img: NdarrayOrTensor) -> NdarrayOrTensor:
+        return self.filter(img)
 
     def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
         d = dict(data)
         for key, out_key in self.key_iterator(d, self.output_keys):
-            d[out_key] = self.filter(d[key])
+            d[out_key] = self._apply(d[key])
         return d
 
 
-class RandStructureAwareFilterd(Randomizable, MapTransform):
+class RandStructureAwareFilterd(Randomizable, StructureAwareFilterd):
     """Dictionary version of :class:`RandStructureAwareFilter`: one draw per call, shared by all keys.
 
-    Args:
-        keys, output_keys, allow_missing_keys: as :class:`StructureAwareFilterd`.
-        Others: as :class:`RandStructureAwareFilter`.
+    Arguments as :class:`StructureAwareFilterd`; the keyword arguments go to
+    :class:`RandStructureAwareFilter` (``prob``, ``gamma_prob``, ``gamma_range``, ``keep_prob``, and those of
+    :class:`StructureAwareFilter`). The array transform is ``self.filter`` (its last draw: ``.gamma``).
     """
 
-    backend = StructureAwareFilter.backend
+    def _make_filter(self, tree: TreeType, **kwargs: Any) -> RandStructureAwareFilter:
+        return RandStructureAwareFilter(tree, **kwargs)
 
-    def __init__(
-        self,
-        keys: KeysCollection,
-        tree: TreeType = "max",
-        prob: float = 1.0,
-        gamma_prob: float = 0.5,
-        gamma_range: tuple[float, float] = (0.5, 1.5),
-        keep_prob: float = 0.0,
-        min_area: int = 50,
-        levels: int | None = 256,
-        rounding: Rounding = "floor",
-        connectivity: int | None = None,
-        value_range: tuple[float, float] | None = None,
-        cache: FilterCache | None = None,
-        output_keys: KeysCollection | None = None,
-        allow_missing_keys: bool = False,
-    ) -> None:
-        MapTransform.__init__(self, keys, allow_missing_keys)
-        self.output_keys = _output_keys(self.keys, output_keys)
-        self.rand_filter = RandStructureAwareFilter(
-            tree, prob, gamma_prob, gamma_range, keep_prob, min_area, levels, rounding, connectivity, value_range, cache
-        )
+    def _apply(self, img: NdarrayOrTensor) -> NdarrayOrTensor:
+        return self.filter(img, randomize=False)
 
-    def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None) -> RandStructureAwareFilterd:
+    def set_random_state(
+        self, seed: int | None = None, state: np.random.RandomState | None = None
+    ) -> RandStructureAwareFilterd:
         super().set_random_state(seed, state)
-        self.rand_filter.set_random_state(seed, state)
+        self.filter.set_random_state(seed, state)
         return self
 
     def randomize(self, data: Any = None) -> None:
-        self.rand_filter.randomize()
+        self.filter.randomize()
 
     def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
-        d = dict(data)
         self.randomize()
-        for key, out_key in self.key_iterator(d, self.output_keys):
-            d[out_key] = self.rand_filter(d[key], randomize=False)
-        return d
+        return super().__call__(data)

@@ -130,7 +130,9 @@ def neighbour_graph(shape: tuple[int, ...], connectivity: int | None = None) -> 
     return hg.get_nd_regular_implicit_graph(tuple(int(s) for s in shape), hg.mask_2_neighbours(mask))
 
 
-def component_tree(image: np.ndarray, tree: TreeType = "max", connectivity: int | None = None) -> tuple[Any, np.ndarray]:
+def component_tree(
+    image: np.ndarray, tree: TreeType = "max", connectivity: int | None = None
+) -> tuple[Any, np.ndarray]:
     """Max-tree or Min-tree of a 2D/3D image: ``(higra Tree, altitudes)``.
 
     The tree's first ``image.size`` vertices are the pixels (leaves, in C order); the others are the
@@ -288,32 +290,30 @@ def structure_aware_filter(
 
 
 def count_component_nodes(
-    image: np.ndarray,
-    tree: TreeType = "max",
-    *,
-    min_area: int = 50,
-    levels: int | None = 256,
-    rounding: Rounding = "floor",
-    connectivity: int | None = None,
-    value_range: tuple[float, float] | None = None,
+    image: np.ndarray, settings: TreeFilterSettings | None = None, *, value_range: tuple[float, float] | None = None
 ) -> NodeCounts:
     """Number of component nodes of the image's tree before filtering, after step 1 and after the filter.
+
+    Args:
+        image: 2D or 3D array, quantised as the filter does (``settings.levels``, ``value_range``).
+        settings: the filter's settings (default: the paper's Max-tree filter).
 
     ``after`` counts the nodes of the tree rebuilt from the filtered image (same quantisation).
 
     Example:
-        >>> counts = count_component_nodes(np.random.default_rng(0).random((32, 32)), "min", min_area=5)
+        >>> img = np.random.default_rng(0).random((32, 32))
+        >>> counts = count_component_nodes(img, TreeFilterSettings("min", min_area=5))
         >>> counts.before >= counts.after_area >= counts.after
         True
     """
-    TreeFilterSettings(tree, min_area, levels, rounding, connectivity)
-    image = _check_image(image, connectivity)
-    if levels is not None or value_range is not None:
-        image = quantise(image, levels, value_range=value_range, rounding=rounding)[0]
-    hg_tree, _ = component_tree(image, tree, connectivity)
+    s = settings or TreeFilterSettings()
+    image = _check_image(image, s.connectivity)
+    if s.levels is not None or value_range is not None:
+        image = quantise(image, s.levels, value_range=value_range, rounding=s.rounding)[0]
+    hg_tree, _ = component_tree(image, s.tree, s.connectivity)
     n_leaves = hg_tree.num_leaves()
     before = hg_tree.num_vertices() - n_leaves
-    after_area = int(_surviving_components(hg_tree, min_area)[n_leaves:].sum())
-    filtered = connected_tree_filter(image, tree, min_area=min_area, connectivity=connectivity)
-    rebuilt, _ = component_tree(filtered, tree, connectivity)
+    after_area = int(_surviving_components(hg_tree, s.min_area)[n_leaves:].sum())
+    filtered = connected_tree_filter(image, s.tree, min_area=s.min_area, connectivity=s.connectivity)
+    rebuilt, _ = component_tree(filtered, s.tree, s.connectivity)
     return NodeCounts(before, after_area, rebuilt.num_vertices() - rebuilt.num_leaves())

@@ -145,6 +145,6 @@ def test_dictionary_versions() -> None:
     rand = RandStructureAwareFilterd(["a", "b"], "max", gamma_prob=1.0, min_area=8).set_random_state(5)
     res = rand({"a": img, "b": img.copy()})
     np.testing.assert_array_equal(res["a"], res["b"])  # one draw per call, shared by the keys
-    gamma = rand.rand_filter.gamma
+    gamma = rand.filter.gamma
     assert gamma is not None
     np.testing.assert_array_equal(res["a"], StructureAwareFilter("max", min_area=8)(img, gamma=gamma))

@@ -8,6 +8,7 @@ as the paper's code does.
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import higra as hg
@@ -23,6 +24,7 @@ from medseg.transforms.tree_filter import (
     connected_tree_filter,
     count_component_nodes,
     neighbour_graph,
+    TreeFilterSettings,
     quantise,
     structure_aware_filter,
 )
@@ -199,7 +201,8 @@ def test_min_tree_dual_after_8_bit_quantisation() -> None:
     # 255 - itself, so the quantised transform is exactly self-dual here.
     img = np.random.default_rng(1).integers(0, 256, (20, 20)).astype(np.float32)
     img[0, 0], img[-1, -1] = 0, 255
-    np.testing.assert_allclose(structure_aware_filter(img, "min", min_area=5), -structure_aware_filter(-img, "max", min_area=5), atol=1e-4)
+    dual = -structure_aware_filter(-img, "max", min_area=5)
+    np.testing.assert_allclose(structure_aware_filter(img, "min", min_area=5), dual, atol=1e-4)
 
 
 def _two_blobs() -> np.ndarray:
@@ -278,20 +281,29 @@ def test_keep_prob_random_sibling_filter() -> None:
 
 def test_node_counts() -> None:
     img = np.random.default_rng(6).integers(0, 5, (12, 12)).astype(np.uint8)
-    counts = count_component_nodes(img, "max", min_area=4, levels=None)
+    counts = count_component_nodes(img, TreeFilterSettings("max", min_area=4, levels=None))
     masks, _ = bf_nodes(img.astype(np.int64), 2)
     assert counts.before == len(masks)
     assert counts.after_area == int(((masks.sum(1) >= 4) | (masks.sum(1) == img.size)).sum())
     assert counts.after == len(bf_nodes(bf_filter(img, "max", 4, 2), 2)[0])
     assert counts.before > counts.after_area > counts.after >= 1
-    assert count_component_nodes(img[:3, :3], min_area=50, levels=None).after_area == 1  # the root stays
+    assert count_component_nodes(img[:3, :3], TreeFilterSettings(levels=None)).after_area == 1  # the root stays
     tree, _ = component_tree(img, "min")
-    assert count_component_nodes(img, "min", min_area=0, levels=None).before == tree.num_vertices() - tree.num_leaves()
+    counts = count_component_nodes(img, TreeFilterSettings("min", min_area=0, levels=None))
+    assert counts.before == tree.num_vertices() - tree.num_leaves()
 
 
 @pytest.mark.parametrize(
     "kwargs",
-    [dict(tree="mid"), dict(min_area=-1), dict(levels=1), dict(rounding="ceil"), dict(connectivity=4), dict(gamma=0.0), dict(keep_prob=2.0)],
+    [
+        dict(tree="mid"),
+        dict(min_area=-1),
+        dict(levels=1),
+        dict(rounding="ceil"),
+        dict(connectivity=4),
+        dict(gamma=0.0),
+        dict(keep_prob=2.0),
+    ],
 )
 def test_invalid_arguments(kwargs: dict) -> None:
     with pytest.raises(ValueError):
@@ -306,12 +318,29 @@ def test_invalid_images() -> None:
         structure_aware_filter(np.zeros((4, 4)), connectivity=3)
 
 
-def test_scikit_image_reference_of_the_benchmark_agrees() -> None:
+def _benchmark_module():  # benchmarks/ is a folder of scripts, not part of the installed package
     path = Path(__file__).resolve().parents[2] / "benchmarks" / "tree_filter.py"
     spec = importlib.util.spec_from_file_location("bench_tree_filter", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)  # type: ignore[union-attr]
+    return bench
+
+
+def test_scikit_image_reference_of_the_benchmark_agrees() -> None:
+    bench = _benchmark_module()
     for shape in ((20, 20), (8, 8, 8)):
         q = quantise(bench.make_volume(shape, "noisy"), 256)[0]
         for tree in ("max", "min"):
-            np.testing.assert_array_equal(bench.skimage_reference(q, tree, 6), connected_tree_filter(q, tree, min_area=6))
+            ours = connected_tree_filter(q, tree, min_area=6)
+            np.testing.assert_array_equal(bench.skimage_reference(q, tree, 6), ours)
+
+
+def test_benchmark_script_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "bench.json"
+    args = ["--sizes", "16x16", "8x8x8", "--repeat", "1", "--min-area", "5", "--json", str(out)]
+    assert _benchmark_module().main([*args, "--reference-max-voxels", "300"]) == 0
+    rows = json.loads(out.read_text())["results"]
+    assert len(rows) == 8 and {r["shape"] for r in rows} == {"16x16", "8x8x8"}
+    assert all(r["equal"] for r in rows if r["shape"] == "16x16")
+    assert all(r["skimage_s"] is None for r in rows if r["shape"] == "8x8x8")  # 512 voxels: reference skipped
+    assert "| shape |" in capsys.readouterr().out
