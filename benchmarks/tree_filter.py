@@ -117,7 +117,8 @@ def run(
                 counts = count_component_nodes(q, TreeFilterSettings(tree, min_area, levels=None))
                 row.update(nodes_before=counts.before, nodes_after_area=counts.after_area, nodes_after=counts.after)
                 rows.append(row)
-                note = f"  {size} {kind} {tree}: higra {t_higra:.3f}s, skimage {row['skimage_s']}s"
+                ref_s = "not run" if row["skimage_s"] is None else f"{row['skimage_s']:.3f}s"
+                note = f"  {size} {kind} {tree}: higra {t_higra:.3f}s, scikit-image {ref_s}"
                 print(note, file=sys.stderr, flush=True)
     return rows
 

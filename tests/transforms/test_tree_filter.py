@@ -178,6 +178,18 @@ def test_constant_image_is_unchanged(shape: tuple[int, ...]) -> None:
             np.testing.assert_array_equal(structure_aware_filter(img, tree), img.astype(np.float32))
 
 
+def test_commutes_with_right_angle_rotations_and_flips() -> None:
+    """Why a trainer may cache the un-rotated view and rotate it afterwards (the code rotates, then filters)."""
+    img = np.random.default_rng(8).random((10, 12, 14)).astype(np.float32)
+    for tree in ("max", "min"):
+        base = structure_aware_filter(img, tree, min_area=12)
+        for axes in ((0, 1), (1, 2), (0, 2)):
+            for k in (1, 2, 3):
+                rotated = structure_aware_filter(np.rot90(img, k, axes), tree, min_area=12)
+                np.testing.assert_array_equal(rotated, np.rot90(base, k, axes))
+        np.testing.assert_array_equal(structure_aware_filter(img[:, ::-1], tree, min_area=12), base[:, ::-1])
+
+
 @settings(max_examples=40, deadline=None)
 @given(img=small_images, tree=st.sampled_from(["max", "min"]), min_area=st.integers(0, 12))
 def test_idempotent_on_levels(img: np.ndarray, tree: str, min_area: int) -> None:
