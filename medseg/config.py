@@ -58,22 +58,25 @@ class PreprocessConfig(Strict):
 
 
 class SyntheticDataConfig(Strict):
-    """Generate the CT phantom dataset (``medseg.data.synthetic``) instead of reading one."""
+    """Generate a phantom dataset (a registered generator, see :mod:`medseg.data.registry`)."""
 
-    kind: Literal["ct_phantom"] = "ct_phantom"
+    kind: str = "ct_phantom"
     n_train: int = Field(12, ge=2)
     n_test: int = Field(1, ge=0)
     seed: int = 0
+    options: dict[str, Any] = Field(default_factory=dict)
 
 
 class DataConfig(Strict):
     """Where the cases come from and how they are split.
 
     ``dataset`` is a Decathlon ``dataset.json`` or a folder with ``imagesTr/`` + ``labelsTr/`` (relative
-    paths are relative to the YAML file); ``synthetic`` generates a phantom dataset into the run folder.
+    paths are relative to the YAML file), or a release read by a registered ``layout`` (e.g. ``lits``);
+    ``synthetic`` generates a phantom dataset into the run folder.
     """
 
     dataset: str | None = None
+    layout: str = "auto"
     synthetic: SyntheticDataConfig | None = None
     labels: dict[int, str] = Field(default_factory=lambda: {0: "background", 1: "foreground"})
     modalities: list[str] = Field(default_factory=lambda: ["CT"])
@@ -154,7 +157,7 @@ class PipelineConfig(Strict):
 
     name: str
     description: str = ""
-    task: Literal["segmentation"] = "segmentation"
+    task: str = "segmentation"
     seed: int = 0
     deterministic: bool = False
     data: DataConfig

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from medseg.config import load_pipeline
-from medseg.engine.trainer import Trainer
+from medseg.engine.variants import create_trainer
 
 
 def train(
@@ -22,6 +22,6 @@ def train(
 ) -> None:
     """Train from a pipeline YAML; the best model is exported to OUT/model."""
     pipeline = load_pipeline(config)
-    summary = Trainer(pipeline, out, device=device, resume=resume, epochs=epochs, force=force, progress=not quiet).fit()
+    summary = create_trainer(pipeline, out, device=device, resume=resume, epochs=epochs, force=force, progress=not quiet).fit()
     typer.echo(json.dumps(summary, indent=2))
     typer.echo(f"model package: {summary['model']}")

@@ -1,1 +1,18 @@
-"""medseg.data."""
+"""Dataset layouts (read in place) and synthetic phantoms; importing registers the built-in ones."""
+
+from __future__ import annotations
+
+from medseg.data import synthetic  # noqa: F401  (registers "ct_phantom")
+from medseg.data.layouts import discover_cases, load_decathlon, load_image_label_folders
+from medseg.data.registry import generate_phantom, list_layouts, list_phantoms, register_layout, register_phantom
+
+__all__ = [
+    "discover_cases",
+    "generate_phantom",
+    "list_layouts",
+    "list_phantoms",
+    "load_decathlon",
+    "load_image_label_folders",
+    "register_layout",
+    "register_phantom",
+]

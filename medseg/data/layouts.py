@@ -88,9 +88,14 @@ def group_channels(folder: str | Path) -> dict[str, list[Path]]:
     return out
 
 
-def discover_cases(path: str | Path) -> list[Case]:
-    """Cases of a ``dataset.json`` (file or folder holding one) or an ``imagesTr/labelsTr`` folder."""
+def discover_cases(path: str | Path, layout: str = "auto") -> list[Case]:
+    """Cases of a ``dataset.json`` (file or folder holding one) or an ``imagesTr/labelsTr`` folder
+    (``layout="auto"``), or of a registered layout such as ``lits`` (see :mod:`medseg.data.registry`)."""
     path = Path(path)
+    if layout != "auto":
+        from medseg.data.registry import load_layout
+
+        return load_layout(layout, path)
     if path.is_file() and path.suffix == ".json":
         return load_decathlon(path)
     if path.is_dir() and (path / "dataset.json").is_file():

@@ -15,6 +15,7 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
+from medseg.data.registry import register_phantom
 from medseg.io.atomic import write_json
 from medseg.io.geometry import reorient
 
@@ -150,6 +151,7 @@ def save_nifti(path: str | Path, array: np.ndarray, affine: np.ndarray) -> Path:
     return path
 
 
+@register_phantom("ct_phantom")
 def make_ct_dataset(
     root: str | Path,
     n_train: int,

@@ -13,7 +13,7 @@ from monai.transforms import Compose
 
 from medseg.config import PipelineConfig
 from medseg.data.layouts import Case, discover_cases
-from medseg.data.synthetic import make_ct_dataset
+from medseg.data.registry import generate_phantom
 from medseg.errors import MedsegConfigError
 from medseg.transforms.loading import LoadCased
 from medseg.transforms.presets import preprocessing, training_sampling
@@ -25,12 +25,14 @@ def pipeline_cases(config: PipelineConfig, run_dir: Path) -> list[Case]:
         syn = config.data.synthetic
         folder = run_dir / "data"
         if not (folder / "dataset.json").is_file():
-            make_ct_dataset(folder, syn.n_train, syn.n_test, seed=syn.seed)
+            generate_phantom(syn.kind, folder, syn.n_train, syn.n_test, syn.seed, **syn.options)
         source: Path = folder
+        layout = "auto"
     else:
         assert config.data.dataset is not None
         source = config.resolve(config.data.dataset)
-    cases = [c for c in discover_cases(source) if c["label"] is not None]
+        layout = config.data.layout
+    cases = [c for c in discover_cases(source, layout) if c["label"] is not None]
     if len(cases) < 2:
         raise MedsegConfigError(f"{source}: needs at least 2 labelled cases (found {len(cases)})")
     return cases

@@ -1,51 +1,7 @@
-"""Loss registry: MONAI's losses by name, plus the losses MONAI lacks (one file each in this package)."""
+"""Losses by name (``loss.name`` in pipeline YAML): MONAI's, plus those MONAI lacks (one module each)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from medseg.losses.registry import create_loss, list_losses, register_loss
 
-from monai.losses import DeepSupervisionLoss, DiceCELoss, DiceLoss
-from torch import nn
-
-_LOSSES: dict[str, Callable[..., nn.Module]] = {}
-
-
-def register_loss(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Decorator registering a loss class or factory under ``name`` (``loss.name`` in pipeline YAML)."""
-
-    def decorator(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        _LOSSES[name] = factory
-        return factory
-
-    return decorator
-
-
-@register_loss("dice_ce")
-def dice_ce(**kwargs: Any) -> nn.Module:
-    """MONAI ``DiceCELoss`` on integer targets ``(B, 1, *spatial)`` and logits ``(B, C, *spatial)``."""
-    return DiceCELoss(to_onehot_y=True, softmax=True, **kwargs)
-
-
-@register_loss("dice")
-def dice(**kwargs: Any) -> nn.Module:
-    """MONAI ``DiceLoss`` (softmax, one-hot target)."""
-    return DiceLoss(to_onehot_y=True, softmax=True, **kwargs)
-
-
-@register_loss("ce")
-def cross_entropy(**kwargs: Any) -> nn.Module:
-    """Cross-entropy on ``(B, 1, *spatial)`` integer targets (MONAI's DiceCE with the Dice term off)."""
-    return DiceCELoss(to_onehot_y=True, softmax=True, lambda_dice=0.0, lambda_ce=1.0, **kwargs)
-
-
-def create_loss(name: str, deep_supervision: bool = False, **kwargs: Any) -> nn.Module:
-    """Loss ``name`` with ``kwargs``; wrapped in MONAI's ``DeepSupervisionLoss`` for list outputs."""
-    if name not in _LOSSES:
-        raise KeyError(f"unknown loss '{name}'; known: {', '.join(sorted(_LOSSES))}")
-    loss = _LOSSES[name](**kwargs)
-    return DeepSupervisionLoss(loss, weight_mode="exp") if deep_supervision else loss
-
-
-def list_losses() -> list[str]:
-    return sorted(_LOSSES)
+__all__ = ["create_loss", "list_losses", "register_loss"]
