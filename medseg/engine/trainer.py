@@ -31,11 +31,10 @@ from medseg.engine.package import ModelManifest, build_network, save_model_packa
 from medseg.engine.progress import console, make_progress
 from medseg.engine.state_io import rng_state, set_rng_state
 from medseg.errors import MedsegConfigError, MedsegOutputError
-from medseg.inference.adapters import create_adapter
+from medseg.inference.adapters import check_network, create_adapter
 from medseg.inference.sliding import sliding_window_probabilities
 from medseg.io.atomic import ensure_writable_dir, write_text
 from medseg.losses import create_loss
-from medseg.metrics.dice import DiceAccumulator
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -131,7 +130,9 @@ class Trainer:
 
     def build_networks(self) -> dict[str, nn.Module]:
         """Networks to train, by checkpoint name (variants may return several)."""
-        return {"model": build_network(self.config.network)}
+        net = build_network(self.config.network)
+        check_network(self.adapter, net)
+        return {"model": net}
 
     def build_loss(self) -> nn.Module:
         ds = bool(self.config.network.kwargs.get("deep_supervision", False))
@@ -157,6 +158,8 @@ class Trainer:
         if self.epoch >= self.epochs:
             console.print(f"[yellow]run already has {self.epoch} epoch(s); use --epochs N to extend it[/]")
         console.print(f"device: {self.device_reason}")
+        if self.adapter.describe():
+            console.print(self.adapter.describe())
         start = time.perf_counter()
         with make_progress(self.show_progress) as bar:
             epoch_task = bar.add_task("epochs", total=self.epochs, completed=self.epoch, status="")
@@ -231,23 +234,19 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """Sliding-window Dice per foreground label on the validation cases (network grid)."""
+        """Sliding-window prediction of the validation cases (network grid), scored by the output adapter
+        (default: Dice per foreground label; nested outputs: WT/TC/ET region Dice)."""
         assert self.val_ds is not None
         net = self.networks["model"].eval()
-        labels = [v for v in self.config.data.labels if v != 0]
-        acc = DiceAccumulator(labels)
+        scorer = self.adapter.validation_scorer()
         inf = self.config.inference
         for item in self.val_ds:
             probs = sliding_window_probabilities(
                 net, item["image"].as_tensor()[None], self.adapter, self.config.train.patch_size, inf.overlap,
                 inf.sw_batch_size, device=self.device, amp=self.use_amp,
             )
-            acc.update(self.adapter.to_labels(probs)[0], item["label"].as_tensor()[0].to(self.device))
-        per_label = acc.per_case_mean()
-        names = self.config.data.labels
-        out = {f"val_dice_{names[k]}": v for k, v in per_label.items()}
-        out["val_score"] = float(np.mean(list(per_label.values())))
-        return out
+            scorer.update(self.adapter.to_labels(probs)[0], item["label"].as_tensor()[0].to(self.device))
+        return scorer.result()
 
     # ------------------------------------------------------------------ state
     def _state(self) -> dict[str, Any]:

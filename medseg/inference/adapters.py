@@ -3,6 +3,13 @@
 The predictor, metrics and CLI only talk to an adapter, so heads that are not a softmax over classes
 (the nested multi-level activation, displacement fields) slot in without special cases. An adapter is
 named by ``output.kind`` in the model package.
+
+Besides decoding, an adapter supplies what depends on the head: the training target
+(:meth:`OutputAdapter.training_target`), the validation score the trainer selects checkpoints by
+(:meth:`OutputAdapter.validation_scorer`), optional extra outputs of ``medseg predict --extra NAME=PATH``
+(:meth:`OutputAdapter.extra_outputs`), a one-line description for logs (:meth:`OutputAdapter.describe`) and
+the network output kinds it can decode (:attr:`OutputAdapter.network_kinds`, checked by
+:func:`check_network`).
 """
 
 from __future__ import annotations
@@ -10,7 +17,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
+
+from medseg.errors import MedsegConfigError
+from medseg.metrics.dice import DiceAccumulator
 
 _ADAPTERS: dict[str, type[OutputAdapter]] = {}
 
@@ -35,6 +46,8 @@ class OutputAdapter:
     """
 
     kind = "base"
+    #: network ``output_kind`` values this adapter decodes besides its own ``kind`` (see :func:`check_network`)
+    network_kinds: tuple[str, ...] = ()
 
     def __init__(self, labels: dict[int, str], **options: Any) -> None:
         self.labels = {int(k): v for k, v in sorted(labels.items())}
@@ -68,6 +81,54 @@ class OutputAdapter:
         values = torch.as_tensor(list(self.labels), device=index.device)
         return values[index.long()]
 
+    def validation_scorer(self) -> ValidationScorer:
+        """What the trainer's validation scores (default: Dice per foreground label)."""
+        return LabelDiceScorer(self.labels)
+
+    def extra_outputs(self) -> dict[str, str]:
+        """``{name: description}`` of the extra outputs this adapter can write (``--extra NAME=PATH``)."""
+        return {}
+
+    def extra_output(self, name: str, probabilities: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, str]:
+        """Extra output ``name`` from one case's ``(*spatial, P)`` probabilities and ``(*spatial)`` labels.
+
+        Returns:
+            ``(array (*spatial[, C]), image kind for write_image: "label" | "vector")``.
+        """
+        raise KeyError(f"output kind '{self.kind}' has no extra output '{name}'; available: {', '.join(self.extra_outputs()) or 'none'}")
+
+    def describe(self) -> str:
+        """One line for logs: what the output is and how it is decoded (empty: nothing to say)."""
+        return ""
+
+
+class ValidationScorer:
+    """Accumulates validation cases; ``result()`` holds ``val_score`` (higher is better) and named terms."""
+
+    def update(self, prediction: torch.Tensor, reference: torch.Tensor) -> None:
+        """Add one case: predicted and reference label values ``(*spatial)`` (same device)."""
+        raise NotImplementedError
+
+    def result(self) -> dict[str, float]:
+        raise NotImplementedError
+
+
+class LabelDiceScorer(ValidationScorer):
+    """Per-case mean Dice per foreground label (``val_dice_<name>``); ``val_score`` is their mean."""
+
+    def __init__(self, labels: dict[int, str]) -> None:
+        self.names = labels
+        self.acc = DiceAccumulator([v for v in labels if v != 0])
+
+    def update(self, prediction: torch.Tensor, reference: torch.Tensor) -> None:
+        self.acc.update(prediction, reference)
+
+    def result(self) -> dict[str, float]:
+        per_label = self.acc.per_case_mean()
+        out = {f"val_dice_{self.names[k]}": v for k, v in per_label.items()}
+        out["val_score"] = float(np.mean(list(per_label.values())))
+        return out
+
 
 @register_adapter("labels")
 class SoftmaxLabels(OutputAdapter):
@@ -81,6 +142,31 @@ class SoftmaxLabels(OutputAdapter):
 
     def probability_names(self) -> list[str]:
         return list(self.labels.values())
+
+
+def check_network(adapter: OutputAdapter, network: Any) -> None:
+    """Refuse a network whose head this adapter cannot decode.
+
+    A network declares its head by ``output_kind`` (an instance attribute when a constructor argument picks
+    the head, else its registry entry). The check applies when that kind names a registered adapter: the
+    configured adapter must be that one or list it in ``network_kinds``. (Kinds without an adapter, and
+    networks without a kind, are not checked.)
+
+    Raises:
+        MedsegConfigError: naming the kind to use.
+    """
+    kind = getattr(network, "output_kind", None)
+    if kind is None:
+        from medseg.engine.package import core_network  # late: the package module imports this one
+
+        inner = core_network(network)
+        kind = getattr(inner, "output_kind", None)
+    if kind is None or kind not in _ADAPTERS or kind == adapter.kind or kind in adapter.network_kinds:
+        return
+    able = sorted(k for k, cls in _ADAPTERS.items() if k == kind or kind in cls.network_kinds)
+    raise MedsegConfigError(
+        f"output.kind '{adapter.kind}' cannot decode this network's '{kind}' head; use output.kind: {' or '.join(able)}"
+    )
 
 
 def create_adapter(output: dict[str, Any], labels: dict[int, str]) -> OutputAdapter:

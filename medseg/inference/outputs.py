@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,8 @@ class CaseTargets:
     probabilities: Path | None = None
     preview: Path | None = None
     stats: Path | None = None
+    #: adapter-provided extra outputs by name (``OutputAdapter.extra_outputs``), e.g. ``{"regions": path}``
+    extras: dict[str, Path] = field(default_factory=dict)
 
 
 class OutputSet:
@@ -79,11 +81,15 @@ def label_statistics(labels: np.ndarray, geometry: Geometry, names: dict[int, st
 def predict_to_files(predictor: Predictor, files: Sequence[Path], targets: CaseTargets, title: str = "") -> Prediction:
     """Predict one case and write its requested outputs, all or nothing (``medseg predict`` and the demo)."""
     image, geometry = predictor.load(files)
-    result = predictor.predict_image(image, geometry, keep_probabilities=targets.probabilities is not None)
+    keep = targets.probabilities is not None or bool(targets.extras)
+    result = predictor.predict_image(image, geometry, keep_probabilities=keep)
     with OutputSet().transaction() as out:
         out.image(targets.labels, result.labels, geometry, "label")
         if targets.probabilities is not None:
             out.image(targets.probabilities, result.probabilities, geometry, "vector")
+        for name, path in targets.extras.items():
+            array, kind = predictor.adapter.extra_output(name, result.probabilities, result.labels)  # type: ignore[arg-type]
+            out.image(path, array, geometry, kind)
         if targets.stats is not None:
             out.json(targets.stats, label_statistics(result.labels, geometry, predictor.package.manifest.labels))
         if targets.preview is not None:
