@@ -24,6 +24,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -91,6 +92,20 @@ def detect_convention(labels: np.ndarray | torch.Tensor, default: str = "2018") 
     return ConventionReport(
         default, True, f"no enhancing-tumour label (3 or 4) present: assumed the BraTS {default} convention"
     )
+
+
+def convention_of_labels(values: Iterable[int]) -> str:
+    """The convention of a label *set* (a model's or pipeline's labels): ``{0, 1, 2, 4}`` -> ``"2018"``,
+    ``{0, 1, 2, 3}`` -> ``"2021"``.
+
+    Raises:
+        ValueError: any other set.
+    """
+    found = {int(v) for v in values}
+    for convention, labels in LEVEL_TO_LABEL.items():
+        if found == set(labels):
+            return convention
+    raise ValueError(f"labels {sorted(found)} are not a BraTS label set ({{0, 1, 2, 4}} or {{0, 1, 2, 3}})")
 
 
 def _lookup(values: Array, table: list[int]) -> Array:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from medseg.losses import nested  # noqa: F401  (registers "nested" and "nested_softmax")
 from medseg.losses.registry import create_loss, list_losses, register_loss
 
 __all__ = ["create_loss", "list_losses", "register_loss"]
