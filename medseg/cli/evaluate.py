@@ -11,6 +11,8 @@ import typer
 from medseg.errors import MedsegInputError
 from medseg.io.atomic import check_output_path, write_text
 from medseg.metrics.evaluate import METRICS, evaluate_arrays, match_cases, read_pair, summarize
+from medseg.metrics.region_evaluate import FIELDS as REGION_FIELDS
+from medseg.metrics.region_evaluate import evaluate_region_cases, summarize_regions
 
 
 def parse_labels(text: str | None) -> list[int] | None:
@@ -30,9 +32,15 @@ def evaluate(
     labels: str | None = typer.Option(None, help="Labels to score, e.g. 1,2 (default: every non-zero label in either image)."),
     tolerance: float = typer.Option(1.0, help="Surface Dice tolerance in mm."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing CSV."),
+    regions: str | None = typer.Option(None, "--regions", help="Score nested regions instead of labels: 'brats' = WT, TC, ET (label maps of either BraTS convention, or WT/TC/ET mask stacks), with nesting violations."),
 ) -> None:
     """Score predictions against references (geometry must match)."""
     check_output_path(out, force)
+    if regions is not None:
+        if labels:
+            raise MedsegInputError(None, "--labels and --regions exclude each other")
+        _evaluate_regions(pred, ref, out, regions, tolerance)
+        return
     wanted = parse_labels(labels)
     rows = []
     for case, p, r in match_cases(pred, ref):
@@ -50,4 +58,23 @@ def evaluate(
                 f"label {row['label']}: Dice {row['dice']:.4f}  IoU {row['iou']:.4f}  HD95 {row['hd95_mm']:.2f} mm  "
                 f"surface Dice {row['surface_dice']:.4f}  volume diff {row['volume_diff_ml']:+.2f} ml"
             )
+    typer.echo(f"wrote {out} ({len(rows)} rows)")
+
+
+def _evaluate_regions(pred: Path, ref: Path, out: Path, region_set: str, tolerance: float) -> None:
+    rows, notes = evaluate_region_cases(match_cases(pred, ref), region_set, tolerance)
+    summary = summarize_regions(rows)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(REGION_FIELDS))
+    writer.writeheader()
+    writer.writerows(rows + summary)
+    write_text(out, buffer.getvalue())
+    for row in summary:
+        if row["case"] == "mean":
+            typer.echo(
+                f"{row['label']}: Dice {row['dice']:.4f}  HD95 {row['hd95_mm']:.2f} mm  surface Dice {row['surface_dice']:.4f}  "
+                f"volume diff {row['volume_diff_ml']:+.2f} ml"
+            )
+    for note in notes:
+        typer.echo(note)
     typer.echo(f"wrote {out} ({len(rows)} rows)")
