@@ -47,11 +47,7 @@ def evaluate(
         pred_arr, ref_arr, geometry = read_pair(p, r)
         rows += evaluate_arrays(pred_arr, ref_arr, geometry.spacing, wanted, tolerance, case)
     summary = summarize(rows)
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=["case", "label", *METRICS])
-    writer.writeheader()
-    writer.writerows(rows + summary)
-    write_text(out, buffer.getvalue())
+    _write_csv(out, rows + summary, ["case", "label", *METRICS])
     for row in summary:
         if row["case"] == "mean":
             typer.echo(
@@ -64,11 +60,7 @@ def evaluate(
 def _evaluate_regions(pred: Path, ref: Path, out: Path, region_set: str, tolerance: float) -> None:
     rows, notes = evaluate_region_cases(match_cases(pred, ref), region_set, tolerance)
     summary = summarize_regions(rows)
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(REGION_FIELDS))
-    writer.writeheader()
-    writer.writerows(rows + summary)
-    write_text(out, buffer.getvalue())
+    _write_csv(out, rows + summary, list(REGION_FIELDS))
     for row in summary:
         if row["case"] == "mean":
             typer.echo(
@@ -78,3 +70,11 @@ def _evaluate_regions(pred: Path, ref: Path, out: Path, region_set: str, toleran
     for note in notes:
         typer.echo(note)
     typer.echo(f"wrote {out} ({len(rows)} rows)")
+
+
+def _write_csv(out: Path, rows: list[dict], fields: list[str]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(out, buffer.getvalue())

@@ -32,9 +32,16 @@ from scipy import ndimage
 from medseg.data.brats import MODALITIES, NAMINGS
 from medseg.data.brats_labels import LEVEL_NAMES, LEVEL_TO_LABEL
 from medseg.data.registry import register_phantom
-from medseg.data.synthetic import bias_field, irregular_blob, physical_grid, ras_affine, save_nifti, smooth_noise
+from medseg.data.synthetic import (
+    bias_field,
+    irregular_blob,
+    physical_grid,
+    ras_affine,
+    save_nifti,
+    smooth_noise,
+    write_dataset_json,
+)
 from medseg.errors import MedsegConfigError
-from medseg.io.atomic import write_json
 from medseg.io.geometry import reorient
 
 #: tissues, in the order of :data:`TISSUE_INTENSITY`'s columns
@@ -194,21 +201,16 @@ def make_glioma_dataset(
         save_nifti(root / f"labels{split}" / f"{name}.nii.gz", label, affine)
         entry = {"image": paths, "label": f"./labels{split}/{name}.nii.gz"}
         (training if split == "Tr" else test).append(entry)
-    labels = dict(zip(map(str, LEVEL_TO_LABEL[convention]), LEVEL_NAMES))
-    dataset = {
-        "name": "medseg glioma phantom",
-        "description": "Synthetic 4-modality gliomas with nested WT/TC/ET regions (medseg.data.glioma_phantom)",
-        "tensorImageSize": "4D",
-        "modality": {str(i): m for i, m in enumerate(MODALITIES)},
-        "labels": dict(sorted(labels.items())),
-        "brats_convention": convention,
-        "numTraining": len(training),
-        "numTest": len(test),
-        "training": training,
-        "test": [t["image"] for t in test],
-        "medseg_test_labels": test,
-    }
-    return write_json(root / "dataset.json", dataset)
+    return write_dataset_json(
+        root,
+        "medseg glioma phantom",
+        "Synthetic 4-modality gliomas with nested WT/TC/ET regions (medseg.data.glioma_phantom)",
+        MODALITIES,
+        dict(zip(LEVEL_TO_LABEL[convention], LEVEL_NAMES)),
+        training,
+        test,
+        brats_convention=convention,
+    )
 
 
 def write_brats_layout(

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -178,12 +179,40 @@ def make_ct_dataset(
         save_nifti(root / f"labels{split}" / f"{name}.nii.gz", label, affine_o)
         entry = {"image": f"./images{split}/{name}.nii.gz", "label": f"./labels{split}/{name}.nii.gz"}
         (training if split == "Tr" else test).append(entry)
+    return write_dataset_json(
+        root,
+        "medseg CT phantom",
+        "Synthetic CT-like phantoms: body, organ, lesions (medseg.data.synthetic)",
+        ["CT"],
+        {0: "background", 1: "organ", 2: "lesion"},
+        training,
+        test,
+    )
+
+
+def write_dataset_json(
+    root: Path,
+    name: str,
+    description: str,
+    modalities: Sequence[str],
+    labels: dict[int, str],
+    training: list[dict[str, Any]],
+    test: list[dict[str, Any]],
+    **extra: Any,
+) -> Path:
+    """Write a phantom's Decathlon ``dataset.json`` (test labels kept under ``medseg_test_labels``).
+
+    Args:
+        training / test: entries ``{"image": path or [path per modality], "label": path}`` relative to ``root``.
+        **extra: further top-level keys.
+    """
     dataset = {
-        "name": "medseg CT phantom",
-        "description": "Synthetic CT-like phantoms: body, organ, lesions (medseg.data.synthetic)",
-        "tensorImageSize": "3D",
-        "modality": {"0": "CT"},
-        "labels": {"0": "background", "1": "organ", "2": "lesion"},
+        "name": name,
+        "description": description,
+        "tensorImageSize": "3D" if len(modalities) == 1 else "4D",
+        "modality": {str(i): m for i, m in enumerate(modalities)},
+        "labels": {str(k): v for k, v in sorted(labels.items())},
+        **extra,
         "numTraining": len(training),
         "numTest": len(test),
         "training": training,
