@@ -5,7 +5,7 @@ two lateral ventricles), zero outside the brain, and a glioma made of nested irr
 
 - whole tumour (WT) = oedema shell (label 2) around the tumour core;
 - tumour core (TC) = necrotic centre + non-enhancing core (label 1) and an enhancing rim (label 4, or 3 in the
-  2021 convention) around the necrosis; a fraction of cases (``no_enhancement``) have a core without enhancing
+  2023 convention) around the necrosis; a fraction of cases (``no_enhancement``) have a core without enhancing
   tumour, as many lower-grade gliomas do (their ET is empty: the empty-region policy matters);
 - so WT ⊇ TC ⊇ ET, as in BraTS.
 
@@ -182,7 +182,7 @@ def make_glioma_dataset(
     """Write a Decathlon-style glioma dataset (nnU-Net channel naming ``case_0000`` .. ``case_0003``).
 
     Args:
-        convention: label values: ``"2018"`` (0, 1, 2, 4) or ``"2021"`` (0, 1, 2, 3).
+        convention: label values: ``"2018"`` (0, 1, 2, 4) or ``"2023"`` (0, 1, 2, 3).
         orientations: stored orientation of case ``i`` is ``orientations[i % len]`` (BraTS files are LPS).
         **options: :class:`GliomaPhantomSpec` fields (e.g. ``spacing_mm``).
 

@@ -15,7 +15,7 @@
 All three map stored labels to levels for training (0 background, 1 oedema, 2 necrosis, 3 enhancing; the
 convention of each label map is detected from its values, which is exact: labels 0, 1, 2 mean the same in both
 conventions), write BraTS labels in the convention of the package's label set (``{0, 1, 2, 4}``: 2018,
-``{0, 1, 2, 3}``: 2021), score validation on the WT/TC/ET regions, and offer the extra output ``regions``
+``{0, 1, 2, 3}``: 2023), score validation on the WT/TC/ET regions, and offer the extra output ``regions``
 (``medseg predict --extra regions=PATH``: a ``(I, J, K, 3)`` uint8 mask stack WT, TC, ET).
 """
 

@@ -52,7 +52,7 @@ def _numpy(x: ArrayLike) -> np.ndarray:
 
 
 def region_masks(labels: ArrayLike, convention: str = "auto") -> dict[str, np.ndarray]:
-    """``{"WT", "TC", "ET"} -> bool mask`` from a BraTS label map (convention ``"2018"``, ``"2021"``, ``"auto"``).
+    """``{"WT", "TC", "ET"} -> bool mask`` from a BraTS label map (convention ``"2018"``, ``"2023"``, ``"auto"``).
 
     Example:
         >>> region_masks(np.array([0, 1, 2, 4]))["TC"].tolist()

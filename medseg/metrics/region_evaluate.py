@@ -1,6 +1,6 @@
 """Region evaluation of BraTS-style predictions (``medseg evaluate --regions brats``).
 
-Each file is read as either a label map (BraTS labels, convention detected from its values: 4 = 2018, 3 = 2021;
+Each file is read as either a label map (BraTS labels, convention detected from its values: 4 = 2018 (BraTS 2017-2021), 3 = 2023;
 neither present: the conventions agree on 0, 1, 2, so nothing depends on the choice) or a stack of K region
 masks, channels last ``(I, J, K, 3)`` = WT, TC, ET (what ``medseg predict --extra regions=...`` writes and what
 region-based tools produce). Both sides are turned into WT/TC/ET masks and scored per region with the spine's
@@ -40,7 +40,7 @@ class RegionFile:
     Attributes:
         regions: ``(3, I, J, K)`` bool.
         geometry: the file's geometry.
-        source: ``"BraTS 2018 labels"``, ``"BraTS 2021 labels"``, ``"BraTS labels (no enhancing label)"`` or
+        source: ``"BraTS 2018 labels"``, ``"BraTS 2023 labels"``, ``"BraTS labels (no enhancing label)"`` or
             ``"region masks"``.
     """
 

@@ -61,7 +61,7 @@ def test_some_cases_lack_enhancing_tumour() -> None:
     assert 3 not in np.unique(levels) and 2 in np.unique(levels)
 
 
-@pytest.mark.parametrize("convention", ["2018", "2021"])
+@pytest.mark.parametrize("convention", ["2018", "2023"])
 def test_dataset_writer(tmp_path: Path, convention: str) -> None:
     dataset = generate_phantom("glioma_phantom", tmp_path, 2, 1, seed=3, convention=convention, spacing_mm=[8, 8, 8])
     meta = json.loads(dataset.read_text())
@@ -78,7 +78,7 @@ def test_dataset_writer(tmp_path: Path, convention: str) -> None:
 
 
 def test_brats_release_writer_round_trips_through_the_loader(tmp_path: Path) -> None:
-    write_brats_layout(tmp_path, 2, naming="2023", convention="2021", suffix=".nii", spacing_mm=[8, 8, 8])
+    write_brats_layout(tmp_path, 2, naming="2023", convention="2023", suffix=".nii", spacing_mm=[8, 8, 8])
     cases = load_brats(tmp_path)
     assert [c["case"] for c in cases] == ["Phantom-00000-000", "Phantom-00001-000"]
     assert cases[0]["image"][1].endswith("-t1c.nii") and cases[0]["label"].endswith("-seg.nii")

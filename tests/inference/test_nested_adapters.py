@@ -17,11 +17,11 @@ from medseg.inference.nested import RegionDiceScorer
 from medseg.metrics.brats import nesting_violations
 from medseg.networks import create_network, get_network_spec
 
-LABELS = {"2018": {0: "background", 1: "necrosis", 2: "oedema", 4: "enhancing"}, "2021": {0: "background", 1: "necrosis", 2: "oedema", 3: "enhancing"}}
+LABELS = {"2018": {0: "background", 1: "necrosis", 2: "oedema", 4: "enhancing"}, "2023": {0: "background", 1: "necrosis", 2: "oedema", 3: "enhancing"}}
 TINY = get_network_spec("nested_resunet").tiny_kwargs(3)
 
 
-@pytest.mark.parametrize("convention", ["2018", "2021"])
+@pytest.mark.parametrize("convention", ["2018", "2023"])
 def test_nested_decoding_counts_regions_and_writes_the_package_convention(convention: str) -> None:
     adapter = create_adapter({"kind": "nested"}, LABELS[convention])
     z = torch.tensor([0.0, 1.0, 2.0, 3.0]).view(1, 1, 4)  # plateau centres of levels 0..3
@@ -50,7 +50,7 @@ def test_independent_regions_resolve_innermost_first_but_extra_keeps_violations(
 
 
 @pytest.mark.parametrize("kind", ["nested", "nested_softmax"])
-@pytest.mark.parametrize("convention", ["2018", "2021"])
+@pytest.mark.parametrize("convention", ["2018", "2023"])
 def test_training_target_maps_stored_labels_to_levels(kind: str, convention: str) -> None:
     adapter = create_adapter({"kind": kind}, LABELS["2018"])  # stored data may follow either convention
     enhancing = 4 if convention == "2018" else 3
@@ -113,7 +113,7 @@ def test_region_dice_scorer_known_answer() -> None:
 
 def test_region_dice_scorer_reads_each_map_by_its_convention_and_scores_empty_et_as_one() -> None:
     scorer = RegionDiceScorer()
-    scorer.update(torch.tensor([0, 1, 2, 3]), torch.tensor([0, 1, 2, 4]))  # 2021 prediction, 2018 reference
+    scorer.update(torch.tensor([0, 1, 2, 3]), torch.tensor([0, 1, 2, 4]))  # 2023-convention prediction, 2018 reference
     scorer.update(torch.tensor([0, 2, 2, 1]), torch.tensor([0, 2, 2, 1]))  # no enhancing tumour anywhere
     assert scorer.result()["val_score"] == 1.0
 

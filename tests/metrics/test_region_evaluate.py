@@ -57,7 +57,7 @@ def test_violations_are_counted_per_region_row() -> None:
 def test_read_regions_detects_conventions_and_mask_stacks(tmp_path: Path) -> None:
     a = read_regions(save_nifti(tmp_path / "a.nii.gz", _reference(4), AFFINE))
     b = read_regions(save_nifti(tmp_path / "b.nii.gz", _reference(3), AFFINE))
-    assert (a.source, b.source) == ("BraTS 2018 labels", "BraTS 2021 labels")
+    assert (a.source, b.source) == ("BraTS 2018 labels", "BraTS 2023 labels")
     np.testing.assert_array_equal(a.regions, b.regions)
     stack = save_nifti(tmp_path / "s.nii.gz", np.moveaxis(a.regions, 0, -1).astype(np.uint8), AFFINE)
     c = read_regions(stack)
@@ -92,13 +92,13 @@ def test_cli_scores_regions_of_label_maps_in_different_conventions(tmp_path: Pat
     preds, refs = tmp_path / "pred", tmp_path / "ref"
     for name, shift in (("case1", 0), ("case2", 1)):
         ref = _reference(4)
-        pred = np.roll(_reference(3), shift, axis=0)  # prediction written in the 2021 convention
+        pred = np.roll(_reference(3), shift, axis=0)  # prediction written in the 2023 convention
         save_nifti(refs / f"{name}.nii.gz", ref, AFFINE)
         save_nifti(preds / f"{name}.nii.gz", pred, AFFINE)
     out = tmp_path / "scores.csv"
     result = run_cli("evaluate", "--pred", str(preds), "--ref", str(refs), "--out", str(out), "--regions", "brats")
     assert result.returncode == 0, result.stderr
-    assert "prediction: BraTS 2021 labels (2 cases)" in result.stdout
+    assert "prediction: BraTS 2023 labels (2 cases)" in result.stdout
     assert "nesting violations: 0 (predictions are label maps" in result.stdout
     rows = list(csv.DictReader(out.open()))
     assert rows[0].keys() >= {"case", "label", "dice", "hd95_mm", "nesting_violations"}
