@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from medseg.data.layouts import group_channels
+from medseg.data.registry import load_layout
 from medseg.engine.device import resolve_device
 from medseg.engine.package import ModelPackage, load_model_package
 from medseg.engine.progress import console, make_progress
@@ -31,6 +32,14 @@ def _case_targets(
         stats / f"{case}.json" if stats else None,
         {name: folder / f"{case}.nii.gz" for name, folder in extras.items()},
     )
+
+
+def layout_cases(folder: Path, layout: str) -> dict[str, list[Path]]:
+    """``{case: [image per modality]}`` of a folder read as a registered layout (labels, if any, ignored)."""
+    try:
+        return {c["case"]: [Path(p) for p in c["image"]] for c in load_layout(layout, folder)}
+    except KeyError as exc:
+        raise MedsegInputError(None, f"--layout: {exc.args[0]}") from None
 
 
 def parse_extras(values: list[str] | None) -> dict[str, Path]:
@@ -65,6 +74,7 @@ def predict(
     probabilities: Path | None = typer.Option(None, help="Also write float probabilities (channels last), same geometry."),
     preview: Path | None = typer.Option(None, help="Also write a PNG preview (three orthogonal slices)."),
     stats: Path | None = typer.Option(None, help="Also write voxel counts and volumes (ml) per label as JSON."),
+    layout: str | None = typer.Option(None, "--layout", help="Read a folder input as a registered dataset layout, e.g. brats (one folder per case: *_t1, *_t1ce, *_t2, *_flair)."),
     extra: list[str] | None = typer.Option(None, "--extra", help="Also write an output the model's head offers, as NAME=PATH (repeatable), e.g. regions=regions.nii.gz for nested BraTS models (WT, TC, ET masks, channels last); a folder with folder input."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
@@ -72,8 +82,10 @@ def predict(
     """Segment one case (or a folder of cases); outputs keep the input's shape, affine and voxel size."""
     extras = parse_extras(extra)
     folder_mode = len(inputs) == 1 and inputs[0].is_dir()
+    if layout is not None and not folder_mode:
+        raise MedsegInputError(inputs[0], "--layout needs one folder as input")
     if folder_mode:
-        cases = group_channels(inputs[0])
+        cases = group_channels(inputs[0]) if layout is None else layout_cases(inputs[0], layout)
         if not cases:
             raise MedsegInputError(inputs[0], "folder holds no images")
         ensure_writable_dir(output)

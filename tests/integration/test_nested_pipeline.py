@@ -15,6 +15,7 @@ import yaml
 from medseg.cli.main import main
 from medseg.config import load_pipeline
 from medseg.data.brats_labels import labels_to_regions
+from medseg.data.glioma_phantom import write_brats_layout
 from medseg.data.layouts import load_decathlon
 from medseg.engine.package import load_model_package
 from medseg.engine.trainer import Trainer
@@ -101,6 +102,11 @@ def test_predict_folder_mode_and_unknown_extra(nested_run: Path, tmp_path: Path,
     main(["predict", "-i", str(folder), "-o", str(out), "-m", str(nested_run / "model"), "--extra", f"regions={regions}", "-q"])
     name = Path(case["label"]).name
     assert (out / name).is_file() and nib.load(str(regions / name)).shape[-1] == 3
+
+    release = write_brats_layout(tmp_path / "release", 1, seed=5, spacing_mm=[5.0, 5.0, 5.0])  # BraTS case folders
+    main(["predict", "-i", str(release), "--layout", "brats", "-o", str(tmp_path / "brats_out"), "-m", str(nested_run / "model"), "-q"])
+    written = nib.load(str(tmp_path / "brats_out" / "Phantom_000.nii.gz"))
+    assert written.shape == nib.load(str(release / "Phantom_000" / "Phantom_000_flair.nii.gz")).shape
 
     target = tmp_path / "x.nii.gz"
     with pytest.raises(SystemExit) as exit_info:
