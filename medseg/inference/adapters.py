@@ -147,10 +147,11 @@ class SoftmaxLabels(OutputAdapter):
 def check_network(adapter: OutputAdapter, network: Any) -> None:
     """Refuse a network whose head this adapter cannot decode.
 
-    A network declares its head by ``output_kind`` (an instance attribute when a constructor argument picks
-    the head, else its registry entry). The check applies when that kind names a registered adapter: the
-    configured adapter must be that one or list it in ``network_kinds``. (Kinds without an adapter, and
-    networks without a kind, are not checked.)
+    A network whose constructor picks its head declares it by an ``output_kind`` attribute (e.g.
+    ``NestedResUNet``: ``nested``, ``labels`` or ``regions``). When that kind names a registered adapter, the
+    configured adapter must be that one or list it in ``network_kinds``. Networks without the attribute emit
+    generic logits and are not checked (any adapter whose channel count fits may decode them, e.g. ``regions``
+    for region-based training of a plain UNet); neither are kinds without an adapter.
 
     Raises:
         MedsegConfigError: naming the kind to use.
