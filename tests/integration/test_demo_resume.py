@@ -22,4 +22,3 @@ def test_demo_pipeline_resume_gives_identical_weights(tmp_path: Path) -> None:
     assert wa.keys() == wb.keys()
     for key in wa:
         assert torch.equal(wa[key], wb[key]), key
-    assert (a / "model" / "model.safetensors").read_bytes() == (b / "model" / "model.safetensors").read_bytes()
