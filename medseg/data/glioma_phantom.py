@@ -6,7 +6,8 @@ two lateral ventricles), zero outside the brain, and a glioma made of nested irr
 - whole tumour (WT) = oedema shell (label 2) around the tumour core;
 - tumour core (TC) = necrotic centre + non-enhancing core (label 1) and an enhancing rim (label 4, or 3 in the
   2023 convention) around the necrosis; a fraction of cases (``no_enhancement``) have a core without enhancing
-  tumour, as many lower-grade gliomas do (their ET is empty: the empty-region policy matters);
+  tumour, as many lower-grade gliomas do (their ET is empty: the empty-region policy matters); the dataset writers
+  spread them evenly over the case indices (:func:`without_enhancement`);
 - so WT ⊇ TC ⊇ ET, as in BraTS.
 
 Contrasts follow real BraTS appearance (relative intensities, see :data:`TISSUE_INTENSITY`): the enhancing rim is
@@ -99,7 +100,12 @@ def _brain(grid: Sequence[np.ndarray], fov: np.ndarray, spacing: Sequence[float]
 
 
 def _tumour_levels(
-    grid: Sequence[np.ndarray], brain: np.ndarray, spec: GliomaPhantomSpec, spacing: Sequence[float], rng: np.random.Generator
+    grid: Sequence[np.ndarray],
+    brain: np.ndarray,
+    spec: GliomaPhantomSpec,
+    spacing: Sequence[float],
+    rng: np.random.Generator,
+    enhancing: bool | None,
 ) -> np.ndarray:
     """Level map (0 outside, 1 oedema, 2 necrosis/non-enhancing core, 3 enhancing) of one tumour inside ``brain``."""
     inside = np.argwhere(ndimage.binary_erosion(brain, iterations=max(1, int(round(15.0 / min(spacing))))))
@@ -114,13 +120,21 @@ def _tumour_levels(
     necrosis = irregular_blob(grid, np.add(centre, shift), (r_tc * rng.uniform(*spec.necrosis_fraction),) * 3, rng, 0.15, spacing) & tc
     levels = np.zeros(brain.shape, dtype=np.uint8)
     levels[wt] = _LEVEL["oedema"]
-    levels[tc] = _LEVEL["necrosis"] if rng.random() < spec.no_enhancement else _LEVEL["enhancing"]
+    draw = rng.random()  # drawn either way: the rest of the case does not depend on ``enhancing``
+    enhancing = draw >= spec.no_enhancement if enhancing is None else enhancing
+    levels[tc] = _LEVEL["enhancing"] if enhancing else _LEVEL["necrosis"]
     levels[necrosis] = _LEVEL["necrosis"]
     return levels
 
 
-def glioma_phantom(seed: int, spec: GliomaPhantomSpec = GliomaPhantomSpec()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def glioma_phantom(
+    seed: int, spec: GliomaPhantomSpec = GliomaPhantomSpec(), enhancing: bool | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One glioma case in RAS layout.
+
+    Args:
+        enhancing: whether the core has an enhancing rim; ``None``: random with probability
+            ``1 - spec.no_enhancement``.
 
     Returns:
         ``(images (4, I, J, K) float32 in the order T1, T1ce, T2, FLAIR, levels (I, J, K) uint8, affine)``; levels
@@ -133,7 +147,7 @@ def glioma_phantom(seed: int, spec: GliomaPhantomSpec = GliomaPhantomSpec()) -> 
     shape = tuple(int(round(f / s)) for f, s in zip(fov, spacing))
     grid = physical_grid(shape, spacing)
     brain, white, ventricles = _brain(grid, fov, spacing, rng)
-    levels = _tumour_levels(grid, brain, spec, spacing, rng)
+    levels = _tumour_levels(grid, brain, spec, spacing, rng, enhancing)
 
     tissue = np.full(shape, 1, dtype=np.int64)  # grey matter
     tissue[white] = 0
@@ -152,13 +166,19 @@ def glioma_phantom(seed: int, spec: GliomaPhantomSpec = GliomaPhantomSpec()) -> 
     return images, levels, ras_affine(spacing, shape)
 
 
+def without_enhancement(index: int, fraction: float) -> bool:
+    """Whether dataset case ``index`` lacks enhancing tumour: exactly ``fraction`` of the cases, evenly spread over
+    the indices (case i when ``floor((i + 1) f) > floor(i f)``), so small training and test sets both hold some."""
+    return int(np.floor((index + 1) * fraction + 1e-9)) > int(np.floor(index * fraction + 1e-9))
+
+
 def _cases(
     n: int, seed: int, spec: GliomaPhantomSpec, orientations: Sequence[str], convention: str
 ) -> Iterator[tuple[int, list[np.ndarray], np.ndarray, np.ndarray]]:
     """Yield ``(index, images per modality, BraTS labels, affine)`` in the stored orientations."""
     table = np.asarray(LEVEL_TO_LABEL[convention], dtype=np.uint8)
     for index in range(n):
-        images, levels, affine = glioma_phantom(seed * 10_000 + index, spec)
+        images, levels, affine = glioma_phantom(seed * 10_000 + index, spec, enhancing=not without_enhancement(index, spec.no_enhancement))
         code = orientations[index % len(orientations)]
         label, affine_o = reorient(table[levels], affine, code)
         yield index, [reorient(image, affine, code)[0] for image in images], label, affine_o

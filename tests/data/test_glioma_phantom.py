@@ -13,7 +13,7 @@ from scipy import ndimage
 from medseg.data import generate_phantom, list_phantoms, load_decathlon
 from medseg.data.brats import load_brats
 from medseg.data.brats_labels import detect_convention
-from medseg.data.glioma_phantom import GliomaPhantomSpec, glioma_phantom, write_brats_layout
+from medseg.data.glioma_phantom import GliomaPhantomSpec, glioma_phantom, without_enhancement, write_brats_layout
 from medseg.errors import MedsegConfigError
 
 SPEC = GliomaPhantomSpec(spacing_mm=(4.0, 4.0, 4.0), no_enhancement=0.0)
@@ -55,9 +55,12 @@ def test_contrasts_follow_brats(case) -> None:
     assert _mean(images, enhancing, T1) < _mean(images, normal, T1)  # ...and not before contrast
 
 
-def test_some_cases_lack_enhancing_tumour() -> None:
-    spec = GliomaPhantomSpec(spacing_mm=(8.0, 8.0, 8.0), no_enhancement=1.0)
-    _, levels, _ = glioma_phantom(0, spec)
+def test_the_dataset_spreads_cases_without_enhancing_tumour(tmp_path: Path) -> None:
+    assert [i for i in range(36) if without_enhancement(i, 0.15)] == [6, 13, 19, 26, 33]
+    dataset = generate_phantom("glioma_phantom", tmp_path, 7, 0, seed=1, spacing_mm=[8, 8, 8])
+    has_et = [bool((np.asarray(nib.load(c["label"]).dataobj) == 4).any()) for c in load_decathlon(dataset)]
+    assert has_et == [True] * 6 + [False]
+    _, levels, _ = glioma_phantom(0, GliomaPhantomSpec(spacing_mm=(8.0, 8.0, 8.0)), enhancing=False)
     assert 3 not in np.unique(levels) and 2 in np.unique(levels)
 
 
