@@ -64,7 +64,7 @@ GRID = np.round(np.arange(0.1, 0.95, 0.1), 2)
 
 
 def make_config(head: str, seed: int, data: Path, args: argparse.Namespace) -> PipelineConfig:
-    overrides: dict[str, Any] = {"seed": seed, "data.synthetic": None, "data.dataset": str(data)}
+    overrides: dict[str, Any] = {"seed": seed, "data.synthetic": None, "data.dataset": str(data.resolve())}
     if head == "sigmoid":
         overrides.update(SIGMOID)
     if args.epochs:
