@@ -184,7 +184,7 @@ def predict_case(context: RunContext, source: CaseSource, targets: CaseTargets, 
             outputs = {f: str(getattr(targets, f)) for f in ("labels", "dicom_seg", "probabilities", "uncertainty", "stats", "preview")
                        if getattr(targets, f) is not None}
             out.json(targets.report, case_report(
-                case=source.name, inputs={"path": str(source.paths[0]), "paths": [str(p) for p in source.paths], **input_digests(loaded.files)},
+                case=source.name, inputs={"path": str(source.paths[0].absolute()), "paths": [str(p.absolute()) for p in source.paths], **input_digests(loaded.files)},
                 geometry=geometry.to_dict(), model=context.model, device=str(predictor.device), device_reason=context.device_reason,
                 settings=context.settings(), timings=timings, memory=peak, statistics=statistics, uncertainty=uncertainty,
                 outputs=outputs, warnings=_warnings(loaded, result, context, caught),

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +54,11 @@ class LoadedCase:
     warnings: list[str] = field(default_factory=list)
 
 
+def _folder_name(path: Path) -> str:
+    """A folder's own name as given (``.`` becomes the current folder's name; links are not followed)."""
+    return Path(os.path.normpath(path.absolute())).name
+
+
 def is_list_file(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in LIST_SUFFIXES
 
@@ -63,7 +69,7 @@ def single_case(paths: list[Path]) -> CaseSource:
         if not path.exists():
             raise MedsegInputError(path, "file not found")
     if len(paths) == 1 and paths[0].is_dir():
-        return CaseSource(paths[0].resolve().name, (paths[0],), dicom=True)
+        return CaseSource(_folder_name(paths[0]), (paths[0],), dicom=True)
     for path in paths:
         if path.is_dir():
             raise MedsegInputError(path, "is a folder; give one folder alone, or files (one -i per modality)")
@@ -93,7 +99,7 @@ def list_file_cases(list_file: Path) -> list[CaseSource]:
         paths = [Path(p.strip()) for p in re.split(r"[,\t]", line) if p.strip()]
         paths = [p if p.is_absolute() else list_file.parent / p for p in paths]
         if len(paths) == 1 and paths[0].is_dir():
-            cases.append(CaseSource(paths[0].resolve().name, (paths[0],), dicom=True))
+            cases.append(CaseSource(_folder_name(paths[0]), (paths[0],), dicom=True))
         elif any(p.is_dir() for p in paths):
             raise MedsegInputError(list_file, f"line {number}: a DICOM folder must stand alone on its line")
         else:
