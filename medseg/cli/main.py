@@ -69,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = [a for a in args if a != "--debug"]
     try:
         code = app(args=args, prog_name="medseg", standalone_mode=False)
-        if isinstance(code, int) and code:  # outside standalone mode, `raise typer.Exit(n)` comes back as n
+        if isinstance(code, int) and code:  # typer.Exit(n) comes back as a return value here
             raise SystemExit(code)
     except MedsegError as exc:
         if debug:
