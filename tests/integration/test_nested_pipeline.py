@@ -109,6 +109,7 @@ def test_predict_folder_mode_and_unknown_extra(nested_run: Path, tmp_path: Path,
     assert written.shape == nib.load(str(release / "Phantom_000" / "Phantom_000_flair.nii.gz")).shape
 
     target = tmp_path / "x.nii.gz"
+    capsys.readouterr()  # the batch runs' summary lines
     with pytest.raises(SystemExit) as exit_info:
         main(["predict", "-i", case["image"][0], "-i", case["image"][1], "-i", case["image"][2], "-i", case["image"][3],
               "-o", str(target), "-m", str(nested_run / "model"), "--extra", f"edges={tmp_path / 'e.nii.gz'}", "-q"])
