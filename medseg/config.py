@@ -187,6 +187,9 @@ class TrainConfig(Strict):
     patch_size: tuple[int, ...] = (96, 96, 96)
     samples_per_volume: int = Field(2, ge=1)
     pos_fraction: float = Field(0.67, ge=0, le=1)
+    #: sample patch centres by class instead (one ratio per class index, MONAI ``RandCropByLabelClassesd``),
+    #: e.g. ``[0, 1, 1]``: centred on a liver or a tumour voxel, 50/50 (H-DenseUNet's code)
+    class_ratios: list[float] | None = None
     optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
     lr: float = Field(1e-2, gt=0)
     momentum: float = 0.99

@@ -104,7 +104,9 @@ def liver_phantom(seed: int, spec: LiverPhantomSpec = LiverPhantomSpec()) -> tup
     interior, (rx, ry) = _body(grid, fov, rng, image)
 
     def organ(centre: Sequence[float], radii: Sequence[float], irregularity: float = 0.15) -> np.ndarray:
-        return irregular_blob(grid, centre, radii, rng, irregularity, spacing) & interior
+        # bounded: where the perturbation field's far tail flips the sign, irregular_blob has stray specks
+        bound = _ellipsoid(grid, centre, [1.6 * r for r in radii])
+        return irregular_blob(grid, centre, radii, rng, irregularity, spacing) & interior & bound
 
     spine_c = (0.0, -ry * 0.62, 0.0)
     bone = organ(spine_c, (16.0, 14.0, 1e4), 0.0)
@@ -117,8 +119,8 @@ def liver_phantom(seed: int, spec: LiverPhantomSpec = LiverPhantomSpec()) -> tup
     image[canal & interior] = 20.0
 
     liver_hu = rng.uniform(*spec.liver_hu)
-    z0 = rng.uniform(5, 25)
-    right = organ((rx * rng.uniform(0.4, 0.5), ry * rng.uniform(-0.15, 0.05), z0), (rx * 0.45, ry * 0.6, rng.uniform(40, 50)), 0.2)
+    z0 = rng.uniform(0, 15)
+    right = organ((rx * rng.uniform(0.4, 0.5), ry * rng.uniform(-0.15, 0.05), z0), (rx * 0.45, ry * 0.6, rng.uniform(36, 44)), 0.15)
     left = organ((rx * rng.uniform(-0.15, 0.05), ry * rng.uniform(0.25, 0.4), z0 + rng.uniform(5, 15)), (rx * 0.4, ry * 0.32, rng.uniform(22, 30)), 0.2)
     caudate = organ((rx * 0.12, -ry * 0.28, z0 + 10), (16.0, 14.0, 22.0), 0.15)
     liver = (right | left | caudate) & ~bone
@@ -149,7 +151,8 @@ def liver_phantom(seed: int, spec: LiverPhantomSpec = LiverPhantomSpec()) -> tup
     for _ in range(int(rng.integers(spec.lesions[0], spec.lesions[1] + 1)) if len(inside) else 0):
         radius = float(np.exp(rng.uniform(np.log(spec.lesion_radius_mm[0]), np.log(spec.lesion_radius_mm[1]))))
         centre = [float(g.reshape(-1)[i]) for g, i in zip(grid, inside[rng.integers(len(inside))])]
-        lesion = irregular_blob(grid, centre, (radius, radius * rng.uniform(0.8, 1.2), radius), rng, 0.2, spacing) & liver
+        radii = (radius, radius * rng.uniform(0.8, 1.2), radius)
+        lesion = irregular_blob(grid, centre, radii, rng, 0.2, spacing) & liver & _ellipsoid(grid, centre, [1.6 * r for r in radii])
         kind = rng.random()
         contrast = rng.uniform(-60, -18) if kind < 0.65 else rng.uniform(20, 50) if kind < 0.85 else rng.uniform(-15, -8)
         image[lesion] = liver_hu + contrast

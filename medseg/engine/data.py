@@ -78,7 +78,8 @@ def training_dataset(config: PipelineConfig, cases: list[Case]) -> Dataset:
         [
             *labelled_case_transforms(config),
             training_sampling(
-                config.train.patch_size, config.train.samples_per_volume, config.train.pos_fraction, config.train.augment, spatial_axes
+                config.train.patch_size, config.train.samples_per_volume, config.train.pos_fraction, config.train.augment, spatial_axes,
+                config.train.class_ratios,
             ),
         ]
     )
