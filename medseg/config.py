@@ -102,13 +102,16 @@ class InitConfig(Strict):
     (``net2d.`` takes a hybrid's 2D part). ``target``: dotted submodule of this network that receives the
     weights (``net2d`` puts a 2D network into a hybrid); empty = the whole network. ``strict``: every target
     key filled, every source key used, shapes equal (else only the matching keys are loaded, and reported).
-    A plain string is shorthand for ``{path: ...}``.
+    ``convert``: a key converter applied before ``prefix``. A plain string is shorthand for ``{path: ...}``.
     """
 
     path: str
     prefix: str = ""
     target: str = ""
     strict: bool = True
+    #: rename the source's keys first with a registered converter, e.g. ``torchvision_densenet`` (ImageNet
+    #: DenseNet-161 weights into a DenseUNet ``encoder``); see :mod:`medseg.engine.init_weights`
+    convert: str | None = None
 
 
 class NetworkConfig(Strict):

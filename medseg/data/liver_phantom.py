@@ -154,7 +154,8 @@ def liver_phantom(seed: int, spec: LiverPhantomSpec = LiverPhantomSpec()) -> tup
         radii = (radius, radius * rng.uniform(0.8, 1.2), radius)
         lesion = irregular_blob(grid, centre, radii, rng, 0.2, spacing) & liver & _ellipsoid(grid, centre, [1.6 * r for r in radii])
         kind = rng.random()
-        contrast = rng.uniform(-60, -18) if kind < 0.65 else rng.uniform(20, 50) if kind < 0.85 else rng.uniform(-15, -8)
+        # portal-venous-like: most lesions 30-80 HU darker than the parenchyma, some brighter, some faint
+        contrast = rng.uniform(-80, -30) if kind < 0.65 else rng.uniform(30, 60) if kind < 0.85 else rng.uniform(-20, -10)
         image[lesion] = liver_hu + contrast
         if radius > 8 and rng.random() < 0.4:  # enhancing rim
             rim = lesion & ~ndimage.binary_erosion(lesion, iterations=1)

@@ -95,3 +95,19 @@ def test_mismatches_are_one_line_errors_unless_not_strict(tmp_path: Path) -> Non
 
 def test_shorthand_in_the_config() -> None:
     assert NetworkConfig(name="unet", init_from="runs/a").init_from == InitConfig(path="runs/a")
+
+
+def test_torchvision_densenet_converter_fills_the_encoder(tmp_path: Path) -> None:
+    """ImageNet DenseNet weights in torchvision's layout (classifier included) into the 2D DenseUNet's encoder."""
+    net = build_network(NetworkConfig(name="dense_unet_2d", kwargs=TINY_2D))
+    torchvision_like = {}
+    for key, value in net.encoder.state_dict().items():
+        key = key.replace(".layers.", ".")  # torchvision has no .layers level inside dense layers
+        torchvision_like[key] = torch.randn_like(value.float()).to(value.dtype) if value.is_floating_point() else value
+    torchvision_like["classifier.weight"] = torch.zeros(10, 4)
+    save_file(torchvision_like, str(tmp_path / "densenet.safetensors"))
+    report = initialise_network(net, InitConfig(path=str(tmp_path / "densenet.safetensors"), convert="torchvision_densenet", target="encoder"))
+    assert report["skipped"] == 0
+    torch.testing.assert_close(net.encoder.state_dict()["features.conv0.weight"], torchvision_like["features.conv0.weight"])
+    with pytest.raises(MedsegConfigError, match="unknown converter"):
+        initialise_network(net, InitConfig(path=str(tmp_path / "densenet.safetensors"), convert="keras"))
