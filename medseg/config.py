@@ -288,6 +288,8 @@ def load_pipeline(path: str | Path, overrides: dict[str, Any] | None = None) -> 
     """
     path = Path(path)
     raw = read_yaml_mapping(path)
+    if "stages" in raw:
+        raise MedsegConfigError(f"{path}: is a staged pipeline ('stages:'): train it with `medseg train` (see medseg.engine.stages)")
     for dotted, value in (overrides or {}).items():
         node = raw
         *parents, leaf = dotted.split(".")

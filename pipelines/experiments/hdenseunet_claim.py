@@ -165,7 +165,7 @@ def main() -> None:
     parser.add_argument("--out", default="runs/hdenseunet_claim")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--pretrain", type=int, default=20, help="2D pre-training epochs (10 steps each)")
-    parser.add_argument("--extra", type=int, default=10, help="epochs of each arm after pre-training (10 steps each)")
+    parser.add_argument("--extra", type=int, default=20, help="epochs of each arm after pre-training (10 steps each)")
     parser.add_argument("--n-train", type=int, default=8)
     parser.add_argument("--n-test", type=int, default=4)
     parser.add_argument("--data-seed", type=int, default=0)
