@@ -67,7 +67,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     debug = "--debug" in args
     args = [a for a in args if a != "--debug"]
     try:
-        app(args=args, prog_name="medseg", standalone_mode=False)
+        code = app(args=args, prog_name="medseg", standalone_mode=False)
+        if isinstance(code, int) and code:  # typer.Exit(n) comes back as a return value here
+            raise SystemExit(code)
     except MedsegError as exc:
         if debug:
             traceback.print_exc()
