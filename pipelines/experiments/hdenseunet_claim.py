@@ -13,7 +13,9 @@ Both arms see the same number of steps and of labelled slices per step, and shar
 once) and the data. Each arm's model package predicts the held-out cases through the full cascade
 (localiser box, crop, paste back); liver (labels 1 + 2) and tumour (label 2) Dice per case and global
 Dice are reported for the argmax and for the code's thresholds (liver 0.5, tumour 0.9), both with the
-code's structural post-processing. Prints a markdown table; writes ``OUT/results.json`` and ``OUT/results.md``.
+code's structural post-processing. A diagnostic third row scores the hybrid's own 2D branch (its ``net2d``
+after hybrid training, run alone through the 2D package): the difference to the hybrid is what 3D + HFF add.
+Prints a markdown table; writes ``OUT/results.json`` and ``OUT/results.md``.
 
 Usage:
     OMP_NUM_THREADS=1 python pipelines/experiments/hdenseunet_claim.py --out runs/hdenseunet_claim
@@ -34,7 +36,7 @@ import torch
 import yaml
 
 from medseg.config import bundled_pipeline
-from medseg.engine.package import load_model_package
+from medseg.engine.package import ModelPackage, core_network, load_model_package
 from medseg.engine.stages import load_stages, run_stages
 from medseg.engine.variants import create_trainer
 from medseg.inference.adapters import create_adapter
@@ -43,6 +45,7 @@ from medseg.io import read_image
 from medseg.metrics.regions import PooledCounts, evaluate_case, parse_regions
 
 ITERATIONS = 10  # optimiser steps per epoch (train.iterations_per_epoch)
+BRANCH = "(hybrid's 2D branch)"
 OUTPUTS = {"argmax": {"kind": "liver_tumor", "thresholds": False}, "code thresholds": {"kind": "liver_tumor"}}
 
 
@@ -72,9 +75,15 @@ def write(config: dict[str, Any], path: Path) -> Path:
     return path
 
 
-def score(package_dir: Path, cases: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+def hybrid_2d_branch(hybrid_dir: Path, dense2d_dir: Path) -> ModelPackage:
+    """The 2D package with the weights of the hybrid's ``net2d`` (diagnostic: what did fusion add?)."""
+    package = load_model_package(dense2d_dir)
+    core_network(package.network).load_state_dict(load_model_package(hybrid_dir).network.net2d.state_dict())
+    return package
+
+
+def score(package: ModelPackage, cases: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """LiTS Dice per case (mean) and global for each output rule, through the package's cascade."""
-    package = load_model_package(package_dir)
     predictor = Predictor(package, torch.device("cpu"))
     regions = parse_regions("lits")
     pooled = {name: PooledCounts() for name in OUTPUTS}
@@ -125,9 +134,13 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         t0 = time.perf_counter()
         create_trainer(config, run_dir / "dense2d_long", device="cpu", resume=True, epochs=args.pretrain + args.extra, progress=False).fit()
         long_s = time.perf_counter() - t0
-        for arm, package, seconds in (("2D DenseUNet", run_dir / "dense2d_long" / "model", pretrain_s + long_s),
-                                      ("H-DenseUNet", run_dir / "hybrid" / "model", pretrain_s + hybrid_s)):
-            params = sum(p.numel() for p in load_model_package(package).network.parameters())
+        arms = (
+            ("2D DenseUNet", load_model_package(run_dir / "dense2d_long" / "model"), pretrain_s + long_s),
+            ("H-DenseUNet", load_model_package(run_dir / "hybrid" / "model"), pretrain_s + hybrid_s),
+            (BRANCH, hybrid_2d_branch(run_dir / "hybrid" / "model", run_dir / "dense2d" / "model"), pretrain_s + hybrid_s),
+        )
+        for arm, package, seconds in arms:
+            params = sum(p.numel() for p in package.network.parameters())
             results.append({"arm": arm, "seed": seed, "train_seconds": round(seconds, 1), "parameters": params, **score(package, test_cases)})
             print(json.dumps(results[-1]), flush=True)
     (out / "results.json").write_text(json.dumps({"args": vars(args), "results": results}, indent=2))
@@ -143,7 +156,7 @@ def table(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for output in OUTPUTS:
-        for arm in ("2D DenseUNet", "H-DenseUNet"):
+        for arm in ("2D DenseUNet", "H-DenseUNet", BRANCH):
             subset = [r for r in results if r["arm"] == arm]
             for r in subset + [None]:
                 if r is None:
