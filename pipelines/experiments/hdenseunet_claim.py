@@ -19,6 +19,7 @@ Prints a markdown table; writes ``OUT/results.json`` and ``OUT/results.md``.
 
 Usage:
     OMP_NUM_THREADS=1 python pipelines/experiments/hdenseunet_claim.py --out runs/hdenseunet_claim
+    OMP_NUM_THREADS=1 python pipelines/experiments/hdenseunet_claim.py --out runs/hdenseunet_claim --score-only  # re-score: OUT/rescored.{json,md}
     python pipelines/experiments/hdenseunet_claim.py --out /tmp/claim --seeds 0 --pretrain 20 --extra 10 --n-train 3 --n-test 1
 """
 
@@ -105,11 +106,39 @@ def score(package: ModelPackage, cases: list[dict[str, Any]]) -> dict[str, dict[
     return out
 
 
+def score_arms(run_dir: Path, seed: int, test_cases: list[dict[str, Any]], seconds: dict[str, float]) -> list[dict[str, Any]]:
+    """Score the three packages of one seed's trained run (2D arm, hybrid, hybrid's 2D branch)."""
+    arms = (
+        ("2D DenseUNet", load_model_package(run_dir / "dense2d_long" / "model")),
+        ("H-DenseUNet", load_model_package(run_dir / "hybrid" / "model")),
+        (BRANCH, hybrid_2d_branch(run_dir / "hybrid" / "model", run_dir / "dense2d" / "model")),
+    )
+    results = []
+    for arm, package in arms:
+        params = sum(p.numel() for p in package.network.parameters())
+        results.append({"arm": arm, "seed": seed, "train_seconds": round(seconds[arm], 1), "parameters": params, **score(package, test_cases)})
+        print(json.dumps(results[-1]), flush=True)
+    return results
+
+
+def score_trained(run_dir: Path, seed: int, test_cases: list[dict[str, Any]], previous: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``--score-only``: score an earlier run's packages again; training times come from its results.json."""
+    times = {r["arm"]: r["train_seconds"] for r in previous if r["seed"] == seed}
+    times.setdefault(BRANCH, times["H-DenseUNet"])
+    return score_arms(run_dir, seed, test_cases, times)
+
+
+def stem(args: argparse.Namespace) -> str:
+    """Output file name: ``--score-only`` keeps the training run's results and writes ``rescored.*`` beside them."""
+    return "rescored" if args.score_only else "results"
+
+
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     out = Path(args.out)
     torch.set_num_threads(args.threads)
+    previous = json.loads((out / "results.json").read_text())["results"] if args.score_only else []
     # localiser and data once, shared by every seed and arm
-    shared = write(recipe(args, args.seeds[0], None, None), out / "shared.yaml")
+    shared = out / "shared.yaml" if args.score_only else write(recipe(args, args.seeds[0], None, None), out / "shared.yaml")
     if not (out / "shared" / "localiser" / "model" / "medseg.json").is_file():
         run_stages(shared, out / "shared", only="localiser", device="cpu", progress=False, force=True)
     dataset = (out / "shared" / "data" / "dataset.json").resolve()
@@ -120,6 +149,9 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     results = []
     for seed in args.seeds:
         run_dir = out / f"seed{seed}"
+        if args.score_only:
+            results += score_trained(run_dir, seed, test_cases, previous)
+            continue
         path = write(recipe(args, seed, localiser, dataset), run_dir / "recipe.yaml")
         t0 = time.perf_counter()
         run_stages(path, run_dir, only="dense2d", device="cpu", progress=False, force=True)
@@ -134,16 +166,9 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         t0 = time.perf_counter()
         create_trainer(config, run_dir / "dense2d_long", device="cpu", resume=True, epochs=args.pretrain + args.extra, progress=False).fit()
         long_s = time.perf_counter() - t0
-        arms = (
-            ("2D DenseUNet", load_model_package(run_dir / "dense2d_long" / "model"), pretrain_s + long_s),
-            ("H-DenseUNet", load_model_package(run_dir / "hybrid" / "model"), pretrain_s + hybrid_s),
-            (BRANCH, hybrid_2d_branch(run_dir / "hybrid" / "model", run_dir / "dense2d" / "model"), pretrain_s + hybrid_s),
-        )
-        for arm, package, seconds in arms:
-            params = sum(p.numel() for p in package.network.parameters())
-            results.append({"arm": arm, "seed": seed, "train_seconds": round(seconds, 1), "parameters": params, **score(package, test_cases)})
-            print(json.dumps(results[-1]), flush=True)
-    (out / "results.json").write_text(json.dumps({"args": vars(args), "results": results}, indent=2))
+        seconds = {"2D DenseUNet": pretrain_s + long_s, "H-DenseUNet": pretrain_s + hybrid_s, BRANCH: pretrain_s + hybrid_s}
+        results += score_arms(run_dir, seed, test_cases, seconds)
+    (out / f"{stem(args)}.json").write_text(json.dumps({"args": vars(args), "results": results}, indent=2))
     return results
 
 
@@ -183,11 +208,12 @@ def main() -> None:
     parser.add_argument("--n-test", type=int, default=4)
     parser.add_argument("--data-seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--score-only", action="store_true", help="no training: score the packages an earlier run left in --out (same --seeds/--pretrain/--extra)")
     args = parser.parse_args()
     start = time.perf_counter()
     results = run(args)
     markdown = table(results, args) + f"\n\nTotal time {time.perf_counter() - start:.0f} s.\n"
-    (Path(args.out) / "results.md").write_text(markdown)
+    (Path(args.out) / f"{stem(args)}.md").write_text(markdown)
     print(markdown)
 
 
