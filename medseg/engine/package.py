@@ -33,6 +33,18 @@ MANIFEST, WEIGHTS = "medseg.json", "model.safetensors"
 FORMAT = "medseg-model/1"
 
 
+class SegmentStyle(Strict):
+    """How one label is shown and coded in DICOM SEG outputs (optional ``segments`` of ``medseg.json``).
+
+    ``color`` is RGB 0-255 (default: the preview palette); ``category``/``type`` are coded concepts
+    ``[code value, coding scheme, meaning]`` such as ``["52988006", "SCT", "Lesion"]`` (default: SCT Tissue).
+    """
+
+    color: tuple[int, int, int] | None = None
+    category: tuple[str, str, str] | None = None
+    type: tuple[str, str, str] | None = None
+
+
 class ModelManifest(Strict):
     """Contents of ``medseg.json``."""
 
@@ -49,6 +61,7 @@ class ModelManifest(Strict):
     training: dict[str, Any] = Field(default_factory=dict)
     #: cascade: ``roi.localiser`` is a package folder inside this one (see :mod:`medseg.inference.cascade`)
     roi: RoiConfig | None = None
+    segments: dict[int, SegmentStyle] = Field(default_factory=dict)
 
 
 def build_network(config: NetworkConfig) -> nn.Module:
@@ -181,6 +194,7 @@ __all__ = [
     "WEIGHTS",
     "ModelManifest",
     "ModelPackage",
+    "SegmentStyle",
     "build_network",
     "core_network",
     "describe",

@@ -67,8 +67,9 @@ def test_predict_folder_mode_skips_existing_and_reports_bad_cases(tmp_path: Path
     result = run_cli("predict", "-i", str(cases), "-o", str(out), "-m", str(tiny_model), "-q")
     assert result.returncode == 1
     assert "broken.nii.gz" in result.stderr
-    written = sorted(p.name for p in out.iterdir())
+    written = sorted(p.name for p in out.iterdir() if p.name.endswith(".nii.gz"))  # + reports, previews, summary.csv
     assert written == sorted(p.name for p in cases.iterdir() if p.name != "broken.nii.gz")
+    assert not any(p.name.startswith("broken") for p in out.iterdir()) and (out / "summary.csv").is_file()
     (cases / "broken.nii.gz").unlink()
     again = run_cli("predict", "-i", str(cases), "-o", str(out), "-m", str(tiny_model), "-q")
     assert again.returncode == 0
