@@ -181,16 +181,9 @@ def write_phantom_dataset(
         save_nifti(root / f"labels{split}" / f"{name}.nii.gz", label, affine_o)
         entry = {"image": f"./images{split}/{name}.nii.gz", "label": f"./labels{split}/{name}.nii.gz"}
         (training if split == "Tr" else test).append(entry)
-    dataset = {
-        **description,
-        "tensorImageSize": "3D",
-        "numTraining": len(training),
-        "numTest": len(test),
-        "training": training,
-        "test": [t["image"] for t in test],
-        "medseg_test_labels": test,
-    }
-    return write_json(root / "dataset.json", dataset)
+    info = dict(description)
+    name, text, modality, labels = (info.pop(key) for key in ("name", "description", "modality", "labels"))
+    return write_dataset_json(root, name, text, list(modality.values()), labels, training, test, **info)
 
 
 @register_phantom("ct_phantom")
