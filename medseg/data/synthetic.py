@@ -64,9 +64,15 @@ def irregular_blob(
     return np.asarray(r2 <= 1.0)
 
 
-def bias_field(shape: Sequence[int], rng: np.random.Generator, strength: float = 0.2) -> np.ndarray:
-    """Smooth multiplicative field around 1 (MRI-like intensity non-uniformity)."""
-    sigma = [max(n / 3.0, 1.0) for n in shape]
+def bias_field(
+    shape: Sequence[int],
+    rng: np.random.Generator,
+    strength: float = 0.2,
+    sigma_vox: float | Sequence[float] | None = None,
+) -> np.ndarray:
+    """Smooth multiplicative field around 1 (MRI-like intensity non-uniformity): ``exp(strength * noise)``
+    with :func:`smooth_noise` of ``sigma_vox`` (default: a third of each axis)."""
+    sigma = [max(n / 3.0, 1.0) for n in shape] if sigma_vox is None else sigma_vox
     return np.exp(strength * smooth_noise(shape, sigma, rng)).astype(np.float32)
 
 
