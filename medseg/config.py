@@ -29,22 +29,31 @@ class PreprocessConfig(Strict):
 
     ``intensity``: ``ct`` clips to ``ct_window`` then computes ``(x - ct_offset) / ct_scale`` (defaults: the
     window's lower bound and width, giving [0, 1]); ``mri`` z-scores each channel over its non-zero voxels;
-    ``none`` leaves intensities alone. Multi-modal inputs stack one channel per modality, then apply the
+    ``minmax`` clips each channel to its ``minmax_percentiles`` and rescales it to [0, 1] (MICDIR's
+    preprocessing: 0.01 % and 99.99 %); ``none`` leaves intensities alone. Multi-modal inputs stack one channel per modality, then apply the
     intensity preset per channel.
     """
 
-    intensity: Literal["ct", "mri", "none"] = "ct"
+    intensity: Literal["ct", "mri", "none", "minmax"] = "ct"
     ct_window: tuple[float, float] = (-1000.0, 1000.0)
     ct_offset: float | None = None
     ct_scale: float | None = None
     target_spacing: tuple[float, float, float] | None = None
     orientation: str = "RAS"
+    minmax_percentiles: tuple[float, float] = (0.01, 99.99)
 
     @field_validator("ct_window")
     @classmethod
     def _window_ordered(cls, v: tuple[float, float]) -> tuple[float, float]:
         if v[1] <= v[0]:
             raise ValueError("upper bound must exceed lower bound")
+        return v
+
+    @field_validator("minmax_percentiles")
+    @classmethod
+    def _percentiles(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not 0 <= v[0] < v[1] <= 100:
+            raise ValueError("needs 0 <= lower < upper <= 100")
         return v
 
     @field_validator("orientation")
