@@ -3,5 +3,6 @@
 from __future__ import annotations
 
 from medseg.losses.registry import create_loss, list_losses, register_loss
+from medseg.losses import registration as _registration  # noqa: F401  (micdir, voxelmorph, registration)
 
 __all__ = ["create_loss", "list_losses", "register_loss"]
