@@ -40,7 +40,7 @@ def _root(
 
 
 def _register() -> None:
-    from medseg.cli import check, demo, evaluate, info, predict, train
+    from medseg.cli import check, demo, evaluate, info, predict, register, train
 
     app.command("demo")(demo.demo)
     app.command("train")(train.train)
@@ -48,6 +48,7 @@ def _register() -> None:
     app.command("evaluate")(evaluate.evaluate)
     app.command("check")(check.check)
     app.command("info")(info.info)
+    app.command("register")(register.register)
 
 
 _register()
