@@ -199,8 +199,12 @@ def main() -> None:
     parser.add_argument("--modalities", nargs="+", default=list(MODALITIES), choices=list(MODALITIES))
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: no spinning on a shared machine)")
     parser.add_argument("--bspline-iterations", type=int, default=100, help="LBFGSB iterations per B-spline level")
-    parser.add_argument("--skip-classical", action="store_true", help="leave out the SimpleITK reference row")
+    parser.add_argument("--intramodal-classical", nargs="*", default=["b-spline", "demons"], choices=["b-spline", "demons"],
+                        help="SimpleITK reference rows for intramodal pairs (none: leave them out)")
+    parser.add_argument("--intermodal-classical", nargs="*", default=["b-spline"], choices=["b-spline"],
+                        help="SimpleITK reference rows for intermodal pairs (demons needs one contrast)")
     args = parser.parse_args()
+    args.classical = {"intramodal": args.intramodal_classical, "intermodal": args.intermodal_classical}
     torch.set_num_threads(args.threads)
     import SimpleITK as sitk
 
@@ -212,8 +216,8 @@ def main() -> None:
         index = make_data(args.out, modality, args.n_train, args.n_test)
         test = json.loads(index.read_text())["test"]
         results[modality] = {"identity (no registration)": []}
-        classical = [] if args.skip_classical else list(CLASSICAL) if modality == "intramodal" else list(CLASSICAL)[:1]
-        for method in classical:  # demons needs one contrast
+        classical = [m for m in CLASSICAL if m.split()[1].lower() in args.classical[modality]]
+        for method in classical:
             cached = args.out / modality / f"{method.split()[1].lower()}.json"  # b-spline.json, demons.json
             if not cached.is_file():
                 cached.parent.mkdir(parents=True, exist_ok=True)
