@@ -21,7 +21,7 @@ from medseg.errors import MedsegConfigError
 from medseg.transforms.filter_cache import FilterCache
 from medseg.transforms.loading import LoadCased
 from medseg.transforms.presets import IMAGE, LABEL, intensity_augmentation, preprocessing, training_sampling
-from medseg.transforms.views import IntensityRanged, MutualViewsd, default_rotate_axes, volume_filters
+from medseg.transforms.views import FILTERED_KEYS, IntensityRanged, MutualViewsd, VolumeTreeFilterd, default_rotate_axes
 
 #: views of a labelled crop / of an unlabelled crop (prefix ``u_``) in a batch
 VIEW_KEYS = ("view1", "view2")
@@ -128,9 +128,13 @@ def crop_dataset(config: PipelineConfig, cases: list[Case], labelled: bool, cach
     steps: list[Any] = [LoadCased(modalities=config.data.modalities), preprocessing(config.preprocess, with_label=labelled), IntensityRanged()]
     if volume:
         f = semi.dsaif
-        filters = volume_filters(min_area=f.min_area, levels=f.levels, rounding=f.rounding, connectivity=f.connectivity, cache=cache)
-        steps += filters
-        image_keys += [flt.output_keys[0] for flt in filters]
+        steps.append(
+            VolumeTreeFilterd(
+                slice_axis=config.network.slice_axis, min_area=f.min_area, levels=f.levels, rounding=f.rounding,
+                connectivity=f.connectivity, cache=cache,
+            )
+        )
+        image_keys += list(FILTERED_KEYS.values())
     spatial_axes = [a for a in range(3) if a != config.network.slice_axis]
     prefix = "" if labelled else UNLABELLED_PREFIX
     steps.append(

@@ -16,7 +16,7 @@ comparison.
 
 Filter scope (``dsaif``): *patch* filters each crop (paper; the gamma comes before the 8-bit quantisation
 and the crop is quantised over the whole volume's range, as the 3D code does); *volume* reads views that
-:func:`volume_filters` computed once per preprocessed volume (cacheable) and cropped at the same place,
+:class:`VolumeTreeFilterd` computed once per preprocessed volume (cacheable) and cropped at the same place,
 applying the gamma afterwards. The two differ only where components cross the crop border (the area
 and the sibling structure of a component are those of the whole volume) and in the order of gamma and
 quantisation; the filters commute with flips and 90 degree rotations, so cropping/flipping/rotating
@@ -34,20 +34,20 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import astuple
 from typing import Any, Literal
 
 import numpy as np
 import torch
 from monai.transforms import MapTransform, RandomizableTransform
-from monai.utils import convert_data_type
+from monai.utils import convert_data_type, convert_to_dst_type
 
 from medseg.transforms.filter_cache import FilterCache
-from medseg.transforms.structure_aware import StructureAwareFilterd
 from medseg.transforms.tree_filter import Rounding, TreeFilterSettings, structure_aware_filter
 
 Perturbation = Literal["dsaif", "noise", "plain"]
 PERTURBATIONS: tuple[str, ...] = ("dsaif", "noise", "plain")
-#: keys written by :func:`volume_filters` (whole-volume Max-/Min-tree views)
+#: keys written by :class:`VolumeTreeFilterd` (whole-volume Max-/Min-tree views)
 FILTERED_KEYS = {"max": "image_maxtree", "min": "image_mintree"}
 
 
@@ -86,21 +86,60 @@ class IntensityRanged(MapTransform):
         return d
 
 
-def volume_filters(
-    image_key: str = "image",
-    min_area: int = 50,
-    levels: int | None = 256,
-    rounding: Rounding = "floor",
-    connectivity: int | None = None,
-    cache: FilterCache | None = None,
-) -> list[MapTransform]:
-    """Deterministic transforms writing the whole volume's Max-tree and Min-tree views (``FILTERED_KEYS``).
+class VolumeTreeFilterd(MapTransform):
+    """Deterministic: the Max-tree and Min-tree views of a whole volume into ``FILTERED_KEYS`` (volume scope).
 
-    Each channel is quantised over its own range (= the range :class:`IntensityRanged` stores), so a crop
-    of the result equals the patch-scope filter wherever no component crosses the crop border.
+    Each channel is quantised over its whole-volume range (``range_key``, as the patch scope does), so a
+    crop of the result equals the patch-scope filter of the crop wherever no component crosses the crop
+    border. With ``slice_axis`` (2D networks run slice by slice) each slice is filtered in 2D, like the crops.
+    ``cache`` (a :class:`FilterCache`, optionally on disk) serves volumes or slices filtered before.
     """
-    kwargs = dict(min_area=min_area, levels=levels, rounding=rounding, connectivity=connectivity, cache=cache)
-    return [StructureAwareFilterd(image_key, tree, output_keys=key, **kwargs) for tree, key in FILTERED_KEYS.items()]
+
+    def __init__(
+        self,
+        image_key: str = "image",
+        range_key: str = "intensity_range",
+        slice_axis: int | None = None,
+        min_area: int = 50,
+        levels: int | None = 256,
+        rounding: Rounding = "floor",
+        connectivity: int | None = None,
+        cache: FilterCache | None = None,
+    ) -> None:
+        super().__init__([image_key])
+        self.image_key, self.range_key, self.slice_axis = image_key, range_key, slice_axis
+        self.settings = TreeFilterSettings("max", min_area, levels, rounding, connectivity)
+        self.cache = cache
+
+    def _filter(self, array: np.ndarray, tree: str, lo: float, hi: float) -> np.ndarray:
+        s = self.settings
+
+        def compute() -> np.ndarray:
+            return structure_aware_filter(
+                array, tree, min_area=s.min_area, levels=s.levels, rounding=s.rounding,  # type: ignore[arg-type]
+                connectivity=s.connectivity, value_range=(lo, hi),
+            )
+
+        if self.cache is None:
+            return compute()
+        return self.cache.get_or_compute(array, ("dsaif_view", tree, astuple(s), lo, hi), compute)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        image = d[self.image_key]
+        arr = convert_data_type(image, np.ndarray, dtype=np.float32)[0]
+        ranges = convert_data_type(d[self.range_key], np.ndarray)[0].reshape(-1, 2).astype(np.float64)
+        for tree, key in FILTERED_KEYS.items():
+            out = np.empty(arr.shape, dtype=np.float32)
+            for c, (lo, hi) in enumerate(ranges):
+                if self.slice_axis is None:
+                    out[c] = self._filter(arr[c], tree, lo, hi)
+                    continue
+                moved_in, moved_out = np.moveaxis(arr[c], self.slice_axis, 0), np.moveaxis(out[c], self.slice_axis, 0)
+                for z in range(moved_in.shape[0]):
+                    moved_out[z] = self._filter(np.ascontiguousarray(moved_in[z]), tree, lo, hi)
+            d[key] = convert_to_dst_type(out, image)[0]
+        return d
 
 
 class MutualViewsd(RandomizableTransform, MapTransform):
@@ -114,7 +153,7 @@ class MutualViewsd(RandomizableTransform, MapTransform):
         rotate_axes: spatial axes (of ``(C, *spatial)``) in which view 2 is rotated; None: no rotation.
         noise_std / noise_clip: ``noise``: std and clip of the Gaussian noise, fractions of the range.
         min_area, levels, rounding, connectivity: ``dsaif`` filter settings (patch scope).
-        scope: ``patch`` (filter the crop) or ``volume`` (read ``FILTERED_KEYS``, see :func:`volume_filters`).
+        scope: ``patch`` (filter the crop) or ``volume`` (read ``FILTERED_KEYS``, see :class:`VolumeTreeFilterd`).
         range_key: per-channel ``(min, max)`` of the volume (:class:`IntensityRanged`); absent: the crop's.
 
     The crop is ``(C, *spatial)``; views are float32 tensors of the same shape. The whole-volume filtered
@@ -238,5 +277,5 @@ __all__ = [
     "default_rotate_axes",
     "gamma_contrast",
     "rotate_spatial",
-    "volume_filters",
+    "VolumeTreeFilterd",
 ]

@@ -8,7 +8,7 @@ import torch
 
 from medseg.engine.semisup import _rotate_back
 from medseg.transforms.tree_filter import structure_aware_filter
-from medseg.transforms.views import FILTERED_KEYS, IntensityRanged, MutualViewsd, default_rotate_axes, gamma_contrast, volume_filters
+from medseg.transforms.views import FILTERED_KEYS, IntensityRanged, MutualViewsd, VolumeTreeFilterd, default_rotate_axes, gamma_contrast
 
 
 def _crop(seed: int = 0, shape: tuple[int, ...] = (1, 12, 12, 12)) -> dict[str, torch.Tensor]:
@@ -80,17 +80,35 @@ def test_noise_views_differ_and_are_bounded() -> None:
     assert not torch.equal(out["view1"], out["view2"])
 
 
-def test_volume_scope_equals_patch_scope_for_a_whole_volume_crop() -> None:
-    d = _crop(4, (1, 10, 11, 9))
-    for t in volume_filters(min_area=5):
-        d = t(d)
+@pytest.mark.parametrize(("shape", "slice_axis", "crop"), [((1, 10, 11, 9), None, None), ((1, 10, 11, 4), 2, 1), ((1, 5, 9, 10), 0, 3)])
+def test_volume_scope_equals_patch_scope_for_a_whole_volume_crop(shape: tuple[int, ...], slice_axis: int | None, crop: int | None) -> None:
+    """Volume-scope views cropped at the place of a crop equal the patch-scope views of that crop when the
+    crop holds the whole volume (3D) or a whole slice (slice by slice, 2D networks)."""
+    d = VolumeTreeFilterd(slice_axis=slice_axis, min_area=5)(_crop(4, shape))
     assert set(FILTERED_KEYS.values()) <= set(d)
+    if crop is not None:  # the crop = one whole slice of the volume, ranges still the volume's
+        index = [slice(None)] * 4
+        index[1 + slice_axis] = slice(crop, crop + 1)
+        d = {k: (v[tuple(index)] if isinstance(v, torch.Tensor) else v) for k, v in d.items()}
     kwargs = dict(prob=1.0, gamma_prob=1.0, gamma_range=(1.0, 1.0), min_area=5)  # gamma 1: order irrelevant
     patch = MutualViewsd("dsaif", scope="patch", **kwargs).set_random_state(5)(d)
     volume = MutualViewsd("dsaif", scope="volume", **kwargs).set_random_state(5)(d)
     for key in ("view1", "view2"):
         torch.testing.assert_close(patch[key], volume[key])
+        assert not torch.equal(volume[key], torch.as_tensor(d["image"]))
     assert not set(FILTERED_KEYS.values()) & set(volume)
+
+
+def test_volume_filter_cache_serves_repeats(tmp_path) -> None:
+    from medseg.transforms.filter_cache import FilterCache
+
+    cache = FilterCache(max_items=0, cache_dir=tmp_path)
+    d = _crop(6, (1, 8, 8, 3))
+    first = VolumeTreeFilterd(slice_axis=2, min_area=3, cache=cache)(d)
+    again = VolumeTreeFilterd(slice_axis=2, min_area=3, cache=cache)(d)
+    assert cache.misses == 6 and cache.hits == 6  # 2 trees x 3 slices, then all from disk
+    for key in FILTERED_KEYS.values():
+        torch.testing.assert_close(torch.as_tensor(first[key]), torch.as_tensor(again[key]))
 
 
 def test_gamma_contrast_and_rotation_axes() -> None:
