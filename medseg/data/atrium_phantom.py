@@ -18,8 +18,16 @@ import numpy as np
 from scipy import ndimage
 
 from medseg.data.registry import register_phantom
-from medseg.data.synthetic import DEFAULT_ORIENTATIONS, bias_field, irregular_blob, physical_grid, ras_affine, save_nifti, smooth_noise
-from medseg.io.atomic import write_json
+from medseg.data.synthetic import (
+    DEFAULT_ORIENTATIONS,
+    bias_field,
+    irregular_blob,
+    physical_grid,
+    ras_affine,
+    save_nifti,
+    smooth_noise,
+    write_dataset_json,
+)
 from medseg.io.geometry import reorient
 
 
@@ -136,16 +144,8 @@ def make_atrium_dataset(
             save_nifti(root / f"labels{split}" / f"{name}.nii.gz", reorient(label, affine, code)[0], affine_o)
             entry["label"] = f"./labels{split}/{name}.nii.gz"
         (training if split == "Tr" else test).append(entry)
-    dataset = {
-        "name": "medseg atrium phantom",
-        "description": "Synthetic left-atrium-like MRI: atrium with veins among same-intensity distractors (medseg.data.atrium_phantom)",
-        "tensorImageSize": "3D",
-        "modality": {"0": "MRI"},
-        "labels": {"0": "background", "1": "atrium"},
-        "numTraining": len(training),
-        "numTest": len(test),
-        "training": training,
-        "test": [t["image"] for t in test],
-        "medseg_test_labels": test,
-    }
-    return write_json(root / "dataset.json", dataset)
+    return write_dataset_json(
+        root, "medseg atrium phantom",
+        "Synthetic left-atrium-like MRI: atrium with veins among same-intensity distractors (medseg.data.atrium_phantom)",
+        {"0": "MRI"}, {"0": "background", "1": "atrium"}, training, test,
+    )

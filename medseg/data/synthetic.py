@@ -178,12 +178,23 @@ def make_ct_dataset(
         save_nifti(root / f"labels{split}" / f"{name}.nii.gz", label, affine_o)
         entry = {"image": f"./images{split}/{name}.nii.gz", "label": f"./labels{split}/{name}.nii.gz"}
         (training if split == "Tr" else test).append(entry)
+    return write_dataset_json(
+        root, "medseg CT phantom", "Synthetic CT-like phantoms: body, organ, lesions (medseg.data.synthetic)",
+        {"0": "CT"}, {"0": "background", "1": "organ", "2": "lesion"}, training, test,
+    )
+
+
+def write_dataset_json(
+    root: Path, name: str, description: str, modality: dict[str, str], labels: dict[str, str],
+    training: list[dict[str, str]], test: list[dict[str, str]],
+) -> Path:
+    """Write a phantom's Decathlon ``dataset.json``; test entries keep their labels in ``medseg_test_labels``."""
     dataset = {
-        "name": "medseg CT phantom",
-        "description": "Synthetic CT-like phantoms: body, organ, lesions (medseg.data.synthetic)",
+        "name": name,
+        "description": description,
         "tensorImageSize": "3D",
-        "modality": {"0": "CT"},
-        "labels": {"0": "background", "1": "organ", "2": "lesion"},
+        "modality": modality,
+        "labels": labels,
         "numTraining": len(training),
         "numTest": len(test),
         "training": training,
