@@ -76,7 +76,7 @@ def run_one(out: Path, data: Path, method: str, seed: int, overrides: dict[str, 
     config = load_pipeline(
         PIPELINE,
         {
-            **overrides, "data.synthetic": None, "data.dataset": str(data), "seed": seed,
+            **overrides, "data.synthetic": None, "data.dataset": str(data.resolve()), "seed": seed,
             "semi_supervised.perturbation": method, **METHOD_OVERRIDES.get(method, {}),
         },
     )
