@@ -2,10 +2,11 @@
 
 Each case: soft tissue with a smooth texture; bright blood pools of one and the same intensity: the
 *atrium* (label 1: an irregular blob with 2-4 pulmonary veins leaving it) and two distractors, a
-*ventricle* (a blob behind a thin dark wall) and a descending *aorta* (a vertical tube); small bright and
-dark specks (a few voxels, below the DSAIF filter's 50-voxel area); a multiplicative bias field, Rician
-noise and an arbitrary intensity scale per case (as MRI). A network must tell the atrium by shape and
-position, and the specks are exactly what a Max-/Min-tree filter removes.
+*ventricle* (a larger blob inside a thick dark muscle ring) and a descending *aorta* (a thinner vertical
+tube with a thin dark wall); small bright and dark specks (a few voxels, below the DSAIF filter's
+50-voxel area); a multiplicative bias field, Rician noise and an arbitrary intensity scale per case (as
+MRI). A network must tell the atrium by its structure (veins, no muscle ring, size), and the specks are
+exactly what a Max-/Min-tree filter removes.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class AtriumPhantomSpec:
     atrium_radius_mm: tuple[float, float] = (10.0, 14.0)
     veins: tuple[int, int] = (2, 4)
     vein_radius_mm: tuple[float, float] = (2.5, 3.5)
+    myocardium_mm: tuple[float, float] = (4.0, 6.0)
     specks: int = 40
     tissue: float = 0.3
     noise: float = 0.07
@@ -82,23 +84,22 @@ def atrium_phantom(seed: int, spec: AtriumPhantomSpec = AtriumPhantomSpec()) -> 
         end = centre + direction * (radius + rng.uniform(12, 22))
         atrium |= tube(grid, start, end, rng.uniform(*spec.vein_radius_mm))
 
-    # distractors of the same brightness: a ventricle behind a thin dark wall, a descending aorta
+    # distractors of the same brightness, told apart by structure: a ventricle inside a thick dark muscle
+    # ring (myocardium), a descending aorta (a thinner tube through every slice with a thin dark wall)
     side = _unit(rng)
     side[2] = 0.0
     side /= np.linalg.norm(side) or 1.0
     ventricle_r = radius * rng.uniform(1.0, 1.3)
-    ventricle_c = centre + side * (radius + ventricle_r + rng.uniform(2.5, 5.0))
-    ventricle = irregular_blob(grid, ventricle_c, (ventricle_r,) * 3, rng, irregularity=0.15, spacing=spacing)
+    muscle = rng.uniform(*spec.myocardium_mm)
+    ventricle_c = centre + side * (radius + ventricle_r + muscle + rng.uniform(1.0, 3.0))
+    ventricle = irregular_blob(grid, ventricle_c, (ventricle_r,) * 3, rng, irregularity=0.15, spacing=spacing) & ~atrium
+    myocardium = (ndimage.distance_transform_edt(~ventricle, sampling=spacing) <= muscle) & ~ventricle & ~atrium
     aorta_xy = centre[:2] - side[:2] * (radius + rng.uniform(10, 14))
-    aorta = tube(grid, (*aorta_xy, -half[2]), (*aorta_xy, half[2]), rng.uniform(5.0, 7.0))
-    wall = np.zeros(shape, dtype=bool)
-    for organ in (ventricle, aorta):
-        organ &= ~atrium
-        wall |= ndimage.binary_dilation(organ, iterations=1) & ~organ
+    aorta = tube(grid, (*aorta_xy, -half[2]), (*aorta_xy, half[2]), rng.uniform(5.0, 7.0)) & ~atrium
+    aorta_wall = ndimage.binary_dilation(aorta, iterations=1) & ~aorta & ~atrium
     blood = rng.uniform(0.9, 1.1)
-    image[wall & ~atrium] = spec.tissue * 0.5
-    image[ventricle | aorta] = blood
-    image[atrium] = blood
+    image[myocardium | aorta_wall] = spec.tissue * 0.55
+    image[ventricle | aorta | atrium] = blood
 
     # specks below the filter's area: bright (fat) and dark (calcifications / air) dots of 1-2 voxels
     for _ in range(spec.specks):
