@@ -225,15 +225,15 @@ class SemiSupervisedConfig(Strict):
     views of unlabelled crops (cross pseudo supervision, weighted by ``unsupervised_weight`` x ramp-up).
 
     ``labelled``: keep the labels of only this fraction (0 < x < 1) or count (>= 1) of the training cases
-    (seeded choice; validation cases are labelled ones set aside first); the others are used unlabelled
-    and their labels never read. ``perturbation``: ``dsaif`` (Max-/Min-tree views), ``noise``, ``plain``
+    (seeded choice; validation cases are labelled ones set aside first), or of the cases named in a list
+    (e.g. a paper's partition); the others are used unlabelled and their labels never read. ``perturbation``: ``dsaif`` (Max-/Min-tree views), ``noise``, ``plain``
     (same view, except the rotation), or ``none`` (labelled-only training of both networks, no unlabelled
     data). ``export``: the model package holds the ``better`` network (best validation Dice of each) or
     the ``ensemble`` (their mean softmax, registered network ``ensemble``).
     """
 
     second_network: NetworkConfig | None = None
-    labelled: int | float | None = None
+    labelled: int | float | list[str] | None = None
     perturbation: Literal["dsaif", "noise", "plain", "none"] = "dsaif"
     views: ViewsConfig = Field(default_factory=ViewsConfig)
     dsaif: DsaifViewsConfig = Field(default_factory=DsaifViewsConfig)
@@ -245,9 +245,12 @@ class SemiSupervisedConfig(Strict):
 
     @field_validator("labelled")
     @classmethod
-    def _labelled(cls, v: int | float | None) -> int | float | None:
-        if v is not None and (v <= 0 or (isinstance(v, float) and v >= 1)):
-            raise ValueError("give a fraction between 0 and 1 or a count >= 1")
+    def _labelled(cls, v: int | float | list[str] | None) -> int | float | list[str] | None:
+        if isinstance(v, list):
+            if not v:
+                raise ValueError("give at least one case name")
+        elif v is not None and (v <= 0 or (isinstance(v, float) and v >= 1)):
+            raise ValueError("give a fraction between 0 and 1, a count >= 1 or a list of case names")
         return v
 
 
@@ -270,6 +273,12 @@ class PipelineConfig(Strict):
 
     #: folder of the YAML file, for relative dataset paths (not part of the YAML)
     base_dir: Path | None = Field(None, exclude=True)
+
+    @model_validator(mode="after")
+    def _semi_supervised_keys(self) -> PipelineConfig:
+        if self.task != "semi_supervised" and (self.semi_supervised is not None or self.data.unlabelled is not None):
+            raise ValueError("semi_supervised and data.unlabelled need task: semi_supervised")
+        return self
 
     def resolve(self, path: str) -> Path:
         p = Path(path).expanduser()

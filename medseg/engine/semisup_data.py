@@ -40,7 +40,7 @@ def semi_cases(config: PipelineConfig, run_dir: Path) -> tuple[list[Case], list[
     Sources: the pipeline's dataset (cases without a label are unlabelled) and ``data.unlabelled`` (all
     unlabelled). Validation cases come from the labelled ones (``data.val_cases`` / ``val_fraction``);
     then ``semi_supervised.labelled`` keeps the labels of only that fraction or count of the training pool
-    (seeded choice) and moves the other labelled cases to the unlabelled set.
+    (seeded choice), or of the named cases, and moves the other labelled cases to the unlabelled set.
     """
     semi = config.semi_supervised or SemiSupervisedConfig()
     source, cases = source_cases(config, run_dir)
@@ -55,13 +55,18 @@ def semi_cases(config: PipelineConfig, run_dir: Path) -> tuple[list[Case], list[
     if not labelled:
         raise MedsegConfigError(f"{source}: no labelled case (semi-supervised training needs some)")
     train, val = split_cases(labelled, config)
-    if semi.labelled is not None:
+    if isinstance(semi.labelled, list):
+        unknown = sorted(set(semi.labelled) - {c["case"] for c in train})
+        if unknown:
+            raise MedsegConfigError(f"semi_supervised.labelled: {', '.join(unknown[:5])} not among the labelled training cases")
+        kept = {i for i, c in enumerate(train) if c["case"] in set(semi.labelled)}
+    elif semi.labelled is not None:
         pool = len(train) + len(unlabelled)
         keep = semi.labelled if isinstance(semi.labelled, int) else max(1, round(semi.labelled * pool))
         if keep > len(train):
             raise MedsegConfigError(f"semi_supervised.labelled: asks for {keep} labelled cases; {len(train)} are left after the validation split")
-        order = np.random.default_rng(config.seed).permutation(len(train))
-        kept = set(order[:keep].tolist())
+        kept = set(np.random.default_rng(config.seed).permutation(len(train))[:keep].tolist())
+    if semi.labelled is not None:
         unlabelled += [unlabelled_case(c) for i, c in enumerate(train) if i not in kept]
         train = [c for i, c in enumerate(train) if i in kept]
     if not train:

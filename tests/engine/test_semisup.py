@@ -188,6 +188,18 @@ def test_short_run_lowers_supervised_and_unsupervised_losses(tmp_path: Path) -> 
     assert result.labels.shape == result.geometry.shape and set(np.unique(result.labels)) <= {0, 1}
 
 
+def test_labelled_cases_by_name_and_by_fraction(tmp_path: Path) -> None:
+    config = validate_pipeline(tiny_semi(**{"semi_supervised.labelled": ["atrium_003"], "data.val_cases": ["atrium_000"]}))
+    train, unlabelled, val = semi_cases(config, tmp_path / "run")
+    assert [c["case"] for c in train] == ["atrium_003"] and [c["case"] for c in val] == ["atrium_000"]
+    assert sorted(c["case"] for c in unlabelled) == ["atrium_001", "atrium_002", "atrium_004"]
+    config = validate_pipeline(tiny_semi(**{"semi_supervised.labelled": 0.5}))
+    train, unlabelled, _ = semi_cases(config, tmp_path / "run")
+    assert (len(train), len(unlabelled)) == (2, 2)
+    with pytest.raises(MedsegConfigError, match="atrium_000 not among"):
+        semi_cases(validate_pipeline(tiny_semi(**{"semi_supervised.labelled": ["atrium_000"], "data.val_cases": ["atrium_000"]})), tmp_path / "run")
+
+
 def test_labelled_only_baseline_loads_no_unlabelled_data(tmp_path: Path) -> None:
     raw = tiny_semi(**{"semi_supervised.perturbation": "none", "train.epochs": 1, "train.iterations_per_epoch": 1})
     trainer = _trainer(raw, tmp_path / "run")
@@ -223,6 +235,8 @@ def test_schema_rejects_bad_fractions() -> None:
         validate_pipeline(tiny_semi(**{"semi_supervised.labelled": 1.5}))
     with pytest.raises(MedsegConfigError, match="perturbation"):
         validate_pipeline(tiny_semi(**{"semi_supervised.perturbation": "mixup"}))
+    with pytest.raises(MedsegConfigError, match="need task: semi_supervised"):
+        validate_pipeline(tiny_semi(task="segmentation"))
 
 
 def test_copying_a_run_folder_keeps_resume_working(tmp_path: Path) -> None:
