@@ -16,7 +16,7 @@ restored); Dice is computed there against the test labels.
 
 Usage (prints a markdown table, writes results.json and table.md in --out)::
 
-    python pipelines/experiments/semisup_dsaif.py --out runs/semisup_dsaif_claim --seeds 0 1
+    python pipelines/experiments/semisup_dsaif.py --out runs/semisup_dsaif_claim --seeds 0 1 2
     python pipelines/experiments/semisup_dsaif.py --quick   # a smoke test of the whole path (a minute)
 """
 
