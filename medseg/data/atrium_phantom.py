@@ -25,11 +25,9 @@ from medseg.data.synthetic import (
     irregular_blob,
     physical_grid,
     ras_affine,
-    save_nifti,
     smooth_noise,
-    write_dataset_json,
+    write_phantom_dataset,
 )
-from medseg.io.geometry import reorient
 
 
 @dataclass(frozen=True)
@@ -129,24 +127,13 @@ def make_atrium_dataset(
     ``unlabelled``: the last that many training cases are listed without a label (no label file written),
     as a semi-supervised dataset ships them. Test cases keep their labels (``medseg_test_labels``).
     """
-    if not 0 <= unlabelled < n_train:
-        raise ValueError(f"unlabelled must be in [0, n_train), got {unlabelled} for n_train={n_train}")
-    root = Path(root)
-    training, test = [], []
-    for index in range(n_train + n_test):
-        image, label, affine = atrium_phantom(seed * 10_000 + index, spec)
-        code = orientations[index % len(orientations)]
-        image_o, affine_o = reorient(image, affine, code)
-        name = f"atrium_{index:03d}"
-        split = "Tr" if index < n_train else "Ts"
-        save_nifti(root / f"images{split}" / f"{name}.nii.gz", image_o, affine_o)
-        entry = {"image": f"./images{split}/{name}.nii.gz"}
-        if not (split == "Tr" and index >= n_train - unlabelled):
-            save_nifti(root / f"labels{split}" / f"{name}.nii.gz", reorient(label, affine, code)[0], affine_o)
-            entry["label"] = f"./labels{split}/{name}.nii.gz"
-        (training if split == "Tr" else test).append(entry)
-    return write_dataset_json(
-        root, "medseg atrium phantom",
-        "Synthetic left-atrium-like MRI: atrium with veins among same-intensity distractors (medseg.data.atrium_phantom)",
-        {"0": "MRI"}, {"0": "background", "1": "atrium"}, training, test,
+    description = {
+        "name": "medseg atrium phantom",
+        "description": "Synthetic left-atrium-like MRI: atrium with veins among same-intensity distractors"
+        " (medseg.data.atrium_phantom)",
+        "modality": {"0": "MRI"},
+        "labels": {"0": "background", "1": "atrium"},
+    }
+    return write_phantom_dataset(
+        root, n_train, n_test, seed, lambda s: atrium_phantom(s, spec), description, orientations, "atrium", unlabelled
     )

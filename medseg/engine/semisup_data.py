@@ -146,6 +146,7 @@ def crop_dataset(config: PipelineConfig, cases: list[Case], labelled: bool, cach
         training_sampling(
             t.patch_size, t.samples_per_volume, t.pos_fraction, t.augment, spatial_axes,
             image_keys=image_keys, label_key=LABEL if labelled else None, intensity_keys=() if with_views else None,
+            class_ratios=t.class_ratios if labelled else None,
         )
     )
     if with_views:

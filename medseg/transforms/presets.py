@@ -21,6 +21,7 @@ from monai.transforms import (
     EnsureTyped,
     NormalizeIntensityd,
     Orientationd,
+    RandCropByLabelClassesd,
     RandCropByPosNegLabeld,
     RandFlipd,
     RandGaussianNoised,
@@ -87,6 +88,7 @@ def training_sampling(
     image_keys: Sequence[str] = (IMAGE,),
     label_key: str | None = LABEL,
     intensity_keys: Sequence[str] | None = None,
+    class_ratios: Sequence[float] | None = None,
 ) -> Compose:
     """Random part of the training pipeline: foreground-oversampled patches, then MONAI augmentations.
 
@@ -99,14 +101,19 @@ def training_sampling(
         label_key: the label map; ``None`` for unlabelled data: uniform random crops that never look
             at a label (``RandSpatialCropSamplesd``).
         intensity_keys: keys of the intensity augmentations (default ``image_keys``; ``()``: none).
+        class_ratios: if given, patch centres are drawn per class with these ratios (class index = label
+            value's position) instead of foreground/background (``RandCropByLabelClassesd``).
     """
     keys = [*image_keys, *([label_key] if label_key else [])]
     pos = max(pos_fraction, 0.0)
     neg = max(1.0 - pos_fraction, 0.0)
     crop: MapTransform = (
-        RandCropByPosNegLabeld(keys=keys, label_key=label_key, spatial_size=list(patch_size), pos=pos, neg=neg, num_samples=samples, image_key=None)
-        if label_key
-        else RandSpatialCropSamplesd(keys=keys, roi_size=list(patch_size), num_samples=samples, random_size=False)
+        RandSpatialCropSamplesd(keys=keys, roi_size=list(patch_size), num_samples=samples, random_size=False)
+        if not label_key
+        else RandCropByLabelClassesd(keys=keys, label_key=label_key, spatial_size=list(patch_size), ratios=list(class_ratios),
+                                     num_classes=len(class_ratios), num_samples=samples, image_key=None, warn=False)
+        if class_ratios is not None
+        else RandCropByPosNegLabeld(keys=keys, label_key=label_key, spatial_size=list(patch_size), pos=pos, neg=neg, num_samples=samples, image_key=None)
     )
     out: list[MapTransform] = [SpatialPadd(keys=keys, spatial_size=list(patch_size), mode="constant"), crop]
     for axis in spatial_axes:
