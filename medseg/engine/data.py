@@ -23,6 +23,15 @@ from medseg.transforms.slice_context import slice_context_transforms
 
 def pipeline_cases(config: PipelineConfig, run_dir: Path) -> list[Case]:
     """Every labelled case the pipeline trains and validates on (synthetic ones are generated once)."""
+    source, cases = source_cases(config, run_dir)
+    cases = [c for c in cases if c["label"] is not None]
+    if len(cases) < 2:
+        raise MedsegConfigError(f"{source}: needs at least 2 labelled cases (found {len(cases)})")
+    return cases
+
+
+def source_cases(config: PipelineConfig, run_dir: Path) -> tuple[Path, list[Case]]:
+    """``(source, every case of data.dataset / data.synthetic, labelled or not)``; phantoms generated once."""
     if config.data.synthetic is not None:
         syn = config.data.synthetic
         folder = run_dir / "data"
@@ -34,10 +43,7 @@ def pipeline_cases(config: PipelineConfig, run_dir: Path) -> list[Case]:
         assert config.data.dataset is not None
         source = config.resolve(config.data.dataset)
         layout = config.data.layout
-    cases = [c for c in discover_cases(source, layout) if c["label"] is not None]
-    if len(cases) < 2:
-        raise MedsegConfigError(f"{source}: needs at least 2 labelled cases (found {len(cases)})")
-    return cases
+    return source, discover_cases(source, layout)
 
 
 def split_cases(cases: list[Case], config: PipelineConfig) -> tuple[list[Case], list[Case]]:
@@ -79,7 +85,7 @@ def training_dataset(config: PipelineConfig, cases: list[Case]) -> Dataset:
             *labelled_case_transforms(config),
             training_sampling(
                 config.train.patch_size, config.train.samples_per_volume, config.train.pos_fraction, config.train.augment, spatial_axes,
-                config.train.class_ratios,
+                class_ratios=config.train.class_ratios,
             ),
         ]
     )

@@ -14,6 +14,7 @@ the network output kinds it can decode (:attr:`OutputAdapter.network_kinds`, che
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +25,8 @@ from medseg.errors import MedsegConfigError
 from medseg.metrics.dice import DiceAccumulator
 
 _ADAPTERS: dict[str, type[OutputAdapter]] = {}
+#: modules that register adapters when imported (kept lazy: only the kind in use is imported)
+_ADAPTER_MODULES: dict[str, str] = {"displacement": "medseg.inference.registration"}
 
 
 def register_adapter(kind: str) -> Callable[[type[OutputAdapter]], type[OutputAdapter]]:
@@ -52,6 +55,9 @@ class OutputAdapter:
     def __init__(self, labels: dict[int, str], **options: Any) -> None:
         self.labels = {int(k): v for k, v in sorted(labels.items())}
         self.options = options
+
+    def check_segmentation(self) -> None:
+        """Raise a :class:`~medseg.errors.MedsegError` if this head gives no label maps (the predictor asks first)."""
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         """``(B, C, *spatial)`` raw output -> ``(B, P, *spatial)`` probabilities (what gets resampled)."""
@@ -185,6 +191,8 @@ def create_adapter(output: dict[str, Any], labels: dict[int, str]) -> OutputAdap
 
     options = dict(output)
     kind = options.pop("kind", "labels")
+    if kind not in _ADAPTERS and kind in _ADAPTER_MODULES:
+        importlib.import_module(_ADAPTER_MODULES[kind])
     if kind not in _ADAPTERS:
         raise KeyError(f"unknown output kind '{kind}'; known: {', '.join(sorted(_ADAPTERS))}")
     return _ADAPTERS[kind](labels, **options)

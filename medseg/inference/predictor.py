@@ -73,6 +73,7 @@ class Predictor:
         on_start: Callable[[int], None] | None = None,
     ) -> None:
         manifest = package.manifest
+        package.adapter.check_segmentation()
         self.package = package
         self.adapter = package.adapter
         self.device = device

@@ -21,7 +21,7 @@ NIFTI_SUFFIXES = (".nii", ".nii.gz")
 ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
 IMAGE_SUFFIXES = NIFTI_SUFFIXES + ITK_SUFFIXES
 
-Kind = Literal["image", "label", "vector"]
+Kind = Literal["image", "label", "vector", "displacement"]
 
 
 def is_image_file(path: str | Path) -> bool:
@@ -230,7 +230,10 @@ def write_image(path: str | Path, array: Any, geometry: Geometry, kind: Kind = "
         path: output file; its extension picks the format (NIfTI via nibabel, others via SimpleITK).
         array: ``(I, J, K)`` or ``(I, J, K, C)`` array or tensor on the reference grid (``C`` for vectors).
         geometry: the reference geometry (normally the input image's).
-        kind: ``"label"`` (uint8, uint16 above 255), ``"image"`` or ``"vector"`` (float32).
+        kind: ``"label"`` (uint8, uint16 above 255), ``"image"`` or ``"vector"`` (float32), or
+            ``"displacement"``: an ``(I, J, K, 3)`` float32 field written as ITK/ANTs read displacement
+            fields (NIfTI: 5D ``(I, J, K, 1, 3)`` with the vector intent; other formats: a 3-component
+            vector image). The components are stored as given (ITK expects LPS millimetres).
 
     Raises:
         MedsegOutputError: the array does not fit the geometry, or the written file came out different.
@@ -269,6 +272,9 @@ def _write_nifti(tmp: Path, data: np.ndarray, geometry: Geometry, kind: Kind) ->
         img.set_sform(geometry.affine, code=int(geometry.sform_code) or 1)
     img.header.set_xyzt_units("mm", "sec")
     if kind == "vector":
+        img.header.set_intent("vector", (), name="displacement")
+    if kind == "displacement":  # ITK reads a 5D (I, J, K, 1, 3) vector-intent NIfTI as a vector image
+        img = nib.Nifti1Image(data[:, :, :, None, :], img.affine, header=img.header)
         img.header.set_intent("vector", (), name="displacement")
     nib.save(img, str(tmp))
 
