@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from medseg.data.layouts import group_channels
+from medseg.engine import distributed
 from medseg.engine.device import resolve_device
 from medseg.engine.package import load_model_package
 from medseg.engine.progress import console, make_progress
@@ -41,8 +42,13 @@ def predict(
     stats: Path | None = typer.Option(None, help="Also write voxel counts and volumes (ml) per label as JSON."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    plan: bool = typer.Option(False, "--plan", help="Print the memory plan of each case (from the headers) and exit."),
+    compile: bool = typer.Option(False, "--compile", help="torch.compile the network (the first window batch pays the compile time)."),
 ) -> None:
-    """Segment one case (or a folder of cases); outputs keep the input's shape, affine and voxel size."""
+    """Segment one case (or a folder of cases); outputs keep the input's shape, affine and voxel size.
+
+    Under torchrun, a folder of cases is split across the processes (one GPU each).
+    """
     folder_mode = len(inputs) == 1 and inputs[0].is_dir()
     if folder_mode:
         cases = group_channels(inputs[0])
@@ -63,13 +69,21 @@ def predict(
         cases = {"": list(inputs)}
         preflight([output, probabilities, preview, stats], force)
 
+    if folder_mode:
+        cases = dict(distributed.shard(sorted(cases.items())))
     dev, reason = resolve_device(device)
+    dev = distributed.local_device(dev)
     if device == "auto" and not quiet:
         console.print(f"device: {reason}")
     package = load_model_package(model, dev)
     failures = 0
     with make_progress(not quiet) as bar:
         predictor = Predictor(package, dev, overlap, sw_batch_size, tta)
+        predictor.compile = compile
+        if plan:
+            for case, files in cases.items():
+                typer.echo(f"{case or files[0].name}:\n{predictor.plan_files(files, probabilities is not None).format()}")
+            return
         task = bar.add_task("predict", total=None, status="")
         predictor.on_start = lambda total: bar.reset(task, total=total)
         predictor.on_windows = lambda n: bar.update(task, advance=n)

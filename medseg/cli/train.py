@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from medseg.config import load_pipeline
+from medseg.engine import distributed
 from medseg.engine.variants import create_trainer
 
 
@@ -20,8 +21,16 @@ def train(
     force: bool = typer.Option(False, "--force", help="Start afresh in an existing run folder."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
-    """Train from a pipeline YAML; the best model is exported to OUT/model."""
+    """Train from a pipeline YAML; the best model is exported to OUT/model.
+
+    Multi-GPU / multi-node: start it with torchrun (DDP; rank 0 logs, checkpoints and exports), e.g.
+    ``torchrun --nproc_per_node=4 -m medseg train CONFIG -o RUN``.
+    """
     pipeline = load_pipeline(config)
-    summary = create_trainer(pipeline, out, device=device, resume=resume, epochs=epochs, force=force, progress=not quiet).fit()
-    typer.echo(json.dumps(summary, indent=2))
-    typer.echo(f"model package: {summary['model']}")
+    try:
+        summary = create_trainer(pipeline, out, device=device, resume=resume, epochs=epochs, force=force, progress=not quiet).fit()
+    finally:
+        distributed.finish()
+    if distributed.is_main():
+        typer.echo(json.dumps(summary, indent=2))
+        typer.echo(f"model package: {summary['model']}")
