@@ -204,3 +204,25 @@ def test_plan_estimate_within_2x_of_measured_peak(tmp_path: Path, blob_model, sp
     ratio = plan.host_peak / mem.host
     assert 0.5 <= ratio <= 2.0, (plan.format(), mem.host)
     assert predictor.plan_files([src]).host_peak == plan.host_peak  # from the header alone
+
+
+def test_cli_plan_prints_and_torchrun_shards_folder_cases(tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """``medseg predict --plan`` prints one plan per case and writes nothing; under torchrun's environment
+    (RANK/WORLD_SIZE) a folder's cases are split across the ranks."""
+    from medseg.cli.main import main
+
+    cases = tmp_path / "cases"
+    cases.mkdir()
+    for i in range(3):
+        image, _, affine = ct_phantom(10 + i)
+        save_nifti(cases / f"case{i}.nii.gz", image, affine)
+    out = tmp_path / "out"
+    main(["predict", "-i", str(cases), "-o", str(out), "-m", str(tiny_model), "--device", "cpu", "--plan", "-q"])
+    printed = capsys.readouterr().out
+    assert printed.count("host peak") == 3 and "network grid" in printed and "stitch on host" in printed
+    assert not list(out.iterdir())
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    main(["predict", "-i", str(cases), "-o", str(out), "-m", str(tiny_model), "--device", "cpu", "--plan", "-q"])
+    printed = capsys.readouterr().out
+    assert printed.count("host peak") == 1 and printed.startswith("case1:")
