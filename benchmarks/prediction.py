@@ -7,7 +7,6 @@ blending and sw_batch_size; both produce a uint8 label map on the host.
 from __future__ import annotations
 
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -172,4 +171,3 @@ def e2e_case(cfg: dict[str, Any], device: torch.device, net: nn.Module, classes:
 
 
 __all__ = ["dice_cases", "e2e_case", "latency_cases", "medseg_labels", "monai_labels"]
-_ = time

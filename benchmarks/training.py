@@ -53,6 +53,17 @@ def _rate(step: Any, n: int, device: torch.device) -> float:
     return n / (time.perf_counter() - t0)
 
 
+def _median_rates(fns: dict[str, Any], n: int, cfg: dict[str, Any], device: torch.device) -> dict[str, float]:
+    """Median calls/s of each function over interleaved rounds (ABAB, then BABA) after warm-up."""
+    rate: dict[str, list[float]] = {k: [] for k in fns}
+    for r in range(cfg["warmup"] + cfg["repeats"]):
+        for who in list(fns) if r % 2 == 0 else list(reversed(fns)):
+            v = _rate(fns[who], n, device)
+            if r >= cfg["warmup"]:
+                rate[who].append(v)
+    return {k: sorted(v)[len(v) // 2] for k, v in rate.items()}
+
+
 def training_cases(cfg: dict[str, Any], device: torch.device) -> list[Row]:
     from monai.data import CacheDataset, DataLoader, ThreadDataLoader
 
@@ -81,13 +92,7 @@ def training_cases(cfg: dict[str, Any], device: torch.device) -> list[Row]:
         batch = next(iter(loaders["medseg"]()))
         steps = {"medseg": lambda: trainer.optimisation_step(batch), "monai": lambda: monai_step(batch)}
         patch = "x".join(map(str, cfg["train_patch"]))
-        rate: dict[str, list[float]] = {"medseg": [], "monai": []}
-        for r in range(cfg["warmup"] + cfg["repeats"]):
-            for who in ("medseg", "monai") if r % 2 == 0 else ("monai", "medseg"):
-                v = _rate(steps[who], cfg["train_steps"], device)
-                if r >= cfg["warmup"]:
-                    rate[who].append(v)
-        med = {k: sorted(v)[len(v) // 2] for k, v in rate.items()}
+        med = _median_rates(steps, cfg["train_steps"], cfg, device)
         target = {"target": ">= 1.8x (GPU)", "met": med["medseg"] >= 1.8 * med["monai"]} if device.type == "cuda" else {}
         rows.append(Row("6 training", f"patch {patch}, batch 2, no data loading", "iterations/s", med["medseg"], med["monai"], "it/s", better="higher", **target))
 
@@ -96,25 +101,13 @@ def training_cases(cfg: dict[str, Any], device: torch.device) -> list[Row]:
 
         streams = {"medseg": cycle(loaders["medseg"]), "monai": cycle(lambda: DataLoader(monai_ds, batch_size=1, shuffle=True, num_workers=0))}
         loaded = {"medseg": lambda: trainer.optimisation_step(next(streams["medseg"])), "monai": lambda: monai_step(next(streams["monai"]))}
-        rate = {"medseg": [], "monai": []}
-        for r in range(cfg["warmup"] + cfg["repeats"]):
-            for who in ("medseg", "monai") if r % 2 == 0 else ("monai", "medseg"):
-                v = _rate(loaded[who], cfg["train_steps"], device)
-                if r >= cfg["warmup"]:
-                    rate[who].append(v)
-        med = {k: sorted(v)[len(v) // 2] for k, v in rate.items()}
+        med = _median_rates(loaded, cfg["train_steps"], cfg, device)
         rows.append(Row("6 training", f"patch {patch}, batch 2, with data loading", "iterations/s", med["medseg"], med["monai"], "it/s", better="higher", **target))
 
         # case 7: the loaders alone (samples = patches)
         threads = cycle(lambda: ThreadDataLoader(monai_ds, batch_size=1, shuffle=True, num_workers=0))
         pulls = {"medseg": lambda: next(streams["medseg"]), "monai": lambda: next(threads)}
-        rate = {"medseg": [], "monai": []}
-        for r in range(cfg["warmup"] + cfg["repeats"]):
-            for who in ("medseg", "monai") if r % 2 == 0 else ("monai", "medseg"):
-                v = 2 * _rate(pulls[who], cfg["loader_batches"], torch.device("cpu"))
-                if r >= cfg["warmup"]:
-                    rate[who].append(v)
-        med = {k: sorted(v)[len(v) // 2] for k, v in rate.items()}
+        med = {k: 2 * v for k, v in _median_rates(pulls, cfg["loader_batches"], cfg, torch.device("cpu")).items()}  # 2 patches a batch
         rows.append(Row("7 data pipeline", f"patch {patch}, {len(items)} cached volumes", "samples/s (vs CacheDataset + ThreadDataLoader)",
                         med["medseg"], med["monai"], "1/s", better="higher", target="ratio >= 1.0", met=med["medseg"] >= med["monai"]))
     return rows

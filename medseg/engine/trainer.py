@@ -100,6 +100,7 @@ class Trainer:
         self.best_epoch = 0
         self.adapter = create_adapter(config.output, config.data.labels)
         self.log = RunLog(self.run_dir)
+        self.first_step_seconds: float | None = None
 
     # ------------------------------------------------------------------ setup
     def _check_run_dir(self, force: bool) -> None:
@@ -208,6 +209,7 @@ class Trainer:
             "best_val_score": self.best_score if self.best_epoch else None,
             "model": str(package),
             "seconds": round(time.perf_counter() - start, 1),
+            "first_step_seconds": None if self.first_step_seconds is None else round(self.first_step_seconds, 3),
         }
 
     def train_epoch(self, loader: DataLoader, bar: Any) -> dict[str, float]:
@@ -219,7 +221,10 @@ class Trainer:
         done = 0
         while done < steps:
             for batch in loader:
+                t_step = time.perf_counter()
                 terms = self.optimisation_step(batch)
+                if self.first_step_seconds is None:  # includes torch.compile's compile time when train.compile
+                    self.first_step_seconds = time.perf_counter() - t_step
                 for k, v in terms.items():
                     totals[k] = totals.get(k, 0.0) + v
                 done += 1

@@ -92,6 +92,7 @@ class Predictor:
         self.stitch, self.accumulate, self.compile = "auto", "auto", False
         self.last_plan: MemoryPlan | None = None
         self._workspace: tuple[int, int] | None = None
+        self._compile_reported = False
         self.engine = WindowEngine(
             self.network, self.adapter, device, self.roi_size, self.overlap, self.sw_batch_size, self.tta,
             amp=device.type == "cuda", on_windows=lambda n: self.on_windows(n) if self.on_windows is not None else None,
@@ -192,6 +193,8 @@ class Predictor:
         t3 = time.perf_counter()
         plan.fallback = "; ".join(self.engine.fallbacks) or None
         timings.update(preprocess=t1 - t0, network=t2 - t1, restore=t3 - t2)
+        if self.engine.compile_seconds is not None and not self._compile_reported:  # torch.compile's first call
+            timings["compile_first_batch"], self._compile_reported = self.engine.compile_seconds, True
         top = int(labels.max()) if labels.size else 0
         labels = labels.astype(np.uint8 if top <= 255 else np.uint16, copy=False)
         return Prediction(labels, probabilities, geometry, timings)
