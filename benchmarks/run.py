@@ -37,7 +37,7 @@ from benchmarks.common import Row, environment, markdown
 PROFILES: dict[str, dict[str, Any]] = {
     "cpu": {
         "sizes": [(256, 256, 128)], "roi": (128, 128, 64), "sw_batch_size": 2, "amp": False, "repeats": 3, "warmup": 1,
-        "unet_kwargs": {"spatial_dims": 3, "in_channels": 1, "out_channels": 2, "filters": [8, 16, 32]},
+        "unet_kwargs": {"spatial_dims": 3, "in_channels": 1, "out_channels": 2, "filters": [4, 8, 16]},
         "dice_size": (128, 128, 96), "e2e_size": (256, 256, 128), "e2e_spacing": (1.6, 1.6, 2.0),
         "train_patch": (64, 64, 64), "train_spacing": (1.2, 1.2, 1.2), "train_cases": 3, "train_steps": 3, "loader_batches": 6,
     },
@@ -57,7 +57,7 @@ PROFILES: dict[str, dict[str, Any]] = {
 CASES = ("latency", "dice", "training", "e2e")
 
 
-def run(device: torch.device, cfg: dict[str, Any], cases: tuple[str, ...]) -> list[Row]:
+def run(device: torch.device, cfg: dict[str, Any], cases: tuple[str, ...], on_rows: Any = None) -> list[Row]:
     from medseg.networks import create_network
 
     from benchmarks.prediction import dice_cases, e2e_case, latency_cases
@@ -71,17 +71,25 @@ def run(device: torch.device, cfg: dict[str, Any], cases: tuple[str, ...]) -> li
     if "latency" in cases:
         say("cases 1-4: latency, overhead, peak memory, agreement")
         rows += latency_cases(cfg, device, {"unet": unet, "conv1x1x1": conv}, classes)
+        if on_rows is not None:
+            on_rows(rows)  # results so far, written after every case
     if "dice" in cases:
         say("case 5: Dice")
         rows += dice_cases(cfg, device)
+        if on_rows is not None:
+            on_rows(rows)  # results so far, written after every case
     if "training" in cases:
         from benchmarks.training import training_cases
 
         say("cases 6-7: training, data pipeline")
         rows += training_cases(cfg, device)
+        if on_rows is not None:
+            on_rows(rows)  # results so far, written after every case
     if "e2e" in cases:
         say("case 8: end to end")
         rows += e2e_case(cfg, device, unet, classes)
+        if on_rows is not None:
+            on_rows(rows)  # results so far, written after every case
     return rows
 
 
@@ -103,17 +111,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     profile = "quick" if args.quick else device.type
     cfg = PROFILES[profile]
     start = time.perf_counter()
-    rows = run(device, cfg, tuple(args.cases))
-    env = environment(device, {"profile": profile, "amp": cfg["amp"], "sw_batch_size": cfg["sw_batch_size"], "roi": list(cfg["roi"])})
-    env["seconds"] = round(time.perf_counter() - start, 1)
-    env["command"] = " ".join(["python -m benchmarks.run", *(argv if argv is not None else sys.argv[1:])])
-    result = {"environment": env, "config": {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()}, "rows": [r.to_dict() for r in rows]}
     args.out.mkdir(parents=True, exist_ok=True)
     stem = f"results-{device.type}{'-quick' if args.quick else ''}"
-    (args.out / f"{stem}.json").write_text(json.dumps(result, indent=2, default=str))
-    table = markdown(rows, env)
-    (args.out / f"{stem}.md").write_text(table)
-    print(table)
+    result: dict[str, Any] = {}
+
+    def write(rows: list[Row]) -> None:
+        env = environment(device, {"profile": profile, "amp": cfg["amp"], "sw_batch_size": cfg["sw_batch_size"], "roi": list(cfg["roi"])})
+        env["seconds"] = round(time.perf_counter() - start, 1)
+        env["command"] = " ".join(["python -m benchmarks.run", *(argv if argv is not None else sys.argv[1:])])
+        result.update(environment=env, config={k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()}, rows=[r.to_dict() for r in rows])
+        (args.out / f"{stem}.json").write_text(json.dumps(result, indent=2, default=str))
+        (args.out / f"{stem}.md").write_text(markdown(rows, env))
+
+    rows = run(device, cfg, tuple(args.cases), write)
+    write(rows)
+    print((args.out / f"{stem}.md").read_text())
     return result
 
 
