@@ -93,7 +93,8 @@ def markdown(rows: list[Row], env: dict[str, Any]) -> str:
     """The result table (ratio = medseg / MONAI; for rates higher is better)."""
     head = (
         f"device: {env['device_name']} ({env['device']}), torch {env['torch']}, MONAI {env['monai']}, CUDA {env['cuda']}, "
-        f"cuDNN {env['cudnn']}, threads {env['torch_threads']}, load average {env['load_average']}\n\n"
+        f"cuDNN {env['cudnn']}, threads {env['torch_threads']}, load average {env['load_average']}\n"
+        f"command: `{env.get('command', '')}`, {env.get('seconds', '?')} s in all\n\n"
         "| case | setting | metric | medseg | MONAI | ratio medseg/MONAI | target | met |\n|---|---|---|---|---|---|---|---|\n"
     )
     lines = []

@@ -7,9 +7,10 @@ intensities) used by the demo, the tests and the quickstart notebook.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -84,8 +85,8 @@ class CTPhantomSpec:
     field_of_view_mm: tuple[float, float, float] = (120.0, 120.0, 90.0)
     spacing_xy_mm: tuple[float, float] = (1.6, 2.2)
     spacing_z_mm: tuple[float, float] = (2.5, 3.5)
-    lesions: tuple[int, int] = (1, 3)
-    lesion_radius_mm: tuple[float, float] = (7.0, 12.0)
+    lesions: tuple[int, int] = (1, 2)
+    lesion_radius_mm: tuple[float, float] = (11.0, 17.0)
     noise_hu: float = 12.0
 
 
@@ -94,7 +95,7 @@ def ct_phantom(seed: int, spec: CTPhantomSpec = CTPhantomSpec()) -> tuple[np.nda
 
     Random per case: voxel size (anisotropic, thicker slices), organ shape/position/density, lesion
     count/size/contrast (hypo- or hyperdense), noise. Intensities are HU-like: air -1000, fat -100,
-    soft tissue 40, organ 50-70, lesions organ -45..-30 or +35..+50, bone 400-700.
+    soft tissue 40, organ 70-90 (portal-venous enhancement), lesions organ -55..-40 or +40..+55, bone 400-700.
 
     Returns:
         ``(image float32 HU, label uint8, affine)`` with arrays ``(I, J, K)`` in RAS orientation.
@@ -115,10 +116,10 @@ def ct_phantom(seed: int, spec: CTPhantomSpec = CTPhantomSpec()) -> tuple[np.nda
     spine = np.broadcast_to((x / 9.0) ** 2 + ((y + body_r[1] * 0.6) / 9.0) ** 2 <= 1.0, shape)
     image[spine] = rng.uniform(400, 700)
 
-    organ_r = np.array([rng.uniform(25, 33), rng.uniform(20, 27), rng.uniform(22, 30)])
+    organ_r = np.array([rng.uniform(28, 36), rng.uniform(23, 30), rng.uniform(24, 32)])
     organ_c = np.array([rng.uniform(-12, 12), rng.uniform(-5, 10), rng.uniform(-8, 8)])
     organ = irregular_blob(grid, organ_c, organ_r, rng, irregularity=0.25, spacing=spacing) & inner & ~spine
-    organ_hu = rng.uniform(50, 70)
+    organ_hu = rng.uniform(70, 90)  # contrast-enhanced parenchyma
     image[organ] = organ_hu
     label = organ.astype(np.uint8)
 
@@ -130,7 +131,7 @@ def ct_phantom(seed: int, spec: CTPhantomSpec = CTPhantomSpec()) -> tuple[np.nda
         centre_vox = inside[rng.integers(len(inside))]
         centre = [float(g.reshape(-1)[i]) for g, i in zip(grid, centre_vox)]
         lesion = irregular_blob(grid, centre, (radius,) * 3, rng, irregularity=0.2, spacing=spacing) & organ
-        contrast = rng.uniform(-45, -30) if rng.random() < 0.7 else rng.uniform(35, 50)
+        contrast = rng.uniform(-55, -40) if rng.random() < 0.7 else rng.uniform(40, 55)
         image[lesion] = organ_hu + contrast
         label[lesion] = 2
 
@@ -151,6 +152,47 @@ def save_nifti(path: str | Path, array: np.ndarray, affine: np.ndarray) -> Path:
     return path
 
 
+def write_phantom_dataset(
+    root: str | Path,
+    n_train: int,
+    n_test: int,
+    seed: int,
+    make_case: Callable[[int], tuple[np.ndarray, np.ndarray, np.ndarray]],
+    description: dict[str, Any],
+    orientations: Sequence[str] = DEFAULT_ORIENTATIONS,
+    prefix: str = "phantom",
+) -> Path:
+    """Write ``n_train + n_test`` generated cases as a Decathlon layout and return its ``dataset.json``.
+
+    Case ``i`` is ``make_case(seed * 10_000 + i)`` (``(image, label, RAS affine)``), stored in orientation
+    ``orientations[i % len(orientations)]`` under ``imagesTr``/``labelsTr`` (training) or ``imagesTs``/``labelsTs``.
+    ``description`` holds the ``dataset.json`` keys ``name``, ``description``, ``modality`` and ``labels``.
+    """
+    root = Path(root)
+    training, test = [], []
+    for index in range(n_train + n_test):
+        image, label, affine = make_case(seed * 10_000 + index)
+        code = orientations[index % len(orientations)]
+        image, affine_o = reorient(image, affine, code)
+        label, _ = reorient(label, affine, code)
+        name = f"{prefix}_{index:03d}"
+        split = "Tr" if index < n_train else "Ts"
+        save_nifti(root / f"images{split}" / f"{name}.nii.gz", image, affine_o)
+        save_nifti(root / f"labels{split}" / f"{name}.nii.gz", label, affine_o)
+        entry = {"image": f"./images{split}/{name}.nii.gz", "label": f"./labels{split}/{name}.nii.gz"}
+        (training if split == "Tr" else test).append(entry)
+    dataset = {
+        **description,
+        "tensorImageSize": "3D",
+        "numTraining": len(training),
+        "numTest": len(test),
+        "training": training,
+        "test": [t["image"] for t in test],
+        "medseg_test_labels": test,
+    }
+    return write_json(root / "dataset.json", dataset)
+
+
 @register_phantom("ct_phantom")
 def make_ct_dataset(
     root: str | Path,
@@ -165,29 +207,10 @@ def make_ct_dataset(
     Case ``i`` is stored in orientation ``orientations[i % len(orientations)]``. Returns the path of the
     written ``dataset.json`` (labels: 0 background, 1 organ, 2 lesion).
     """
-    root = Path(root)
-    training, test = [], []
-    for index in range(n_train + n_test):
-        image, label, affine = ct_phantom(seed * 10_000 + index, spec)
-        code = orientations[index % len(orientations)]
-        image, affine_o = reorient(image, affine, code)
-        label, _ = reorient(label, affine, code)
-        name = f"phantom_{index:03d}"
-        split = "Tr" if index < n_train else "Ts"
-        save_nifti(root / f"images{split}" / f"{name}.nii.gz", image, affine_o)
-        save_nifti(root / f"labels{split}" / f"{name}.nii.gz", label, affine_o)
-        entry = {"image": f"./images{split}/{name}.nii.gz", "label": f"./labels{split}/{name}.nii.gz"}
-        (training if split == "Tr" else test).append(entry)
-    dataset = {
+    description = {
         "name": "medseg CT phantom",
         "description": "Synthetic CT-like phantoms: body, organ, lesions (medseg.data.synthetic)",
-        "tensorImageSize": "3D",
         "modality": {"0": "CT"},
         "labels": {"0": "background", "1": "organ", "2": "lesion"},
-        "numTraining": len(training),
-        "numTest": len(test),
-        "training": training,
-        "test": [t["image"] for t in test],
-        "medseg_test_labels": test,
     }
-    return write_json(root / "dataset.json", dataset)
+    return write_phantom_dataset(root, n_train, n_test, seed, lambda s: ct_phantom(s, spec), description, orientations)

@@ -202,6 +202,11 @@ def make_plan(
         if keep_probabilities:
             restore["probabilities_out"] = 3 * probabilities * n_in * f32
         host.update(restore)
+        if not cuda:  # the window phase's buffers are freed before the slab-wise normalise/argmax/restore phase
+            after = {k: host[k] for k in ("slab_temporaries", *restore) if k in host}
+            during = {k: host[k] for k in window}
+            for k in after if sum(during.values()) >= sum(after.values()) else during:
+                del host[k]
         preprocess = 2 * channels * n_grid * f32 + channels * n_in * f32  # oriented copy, resampled, intensity copy
         if preprocess > sum(host.values()):  # the preprocessing phase is the peak (a finer grid than the input)
             host = {"preprocessing": preprocess}

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,6 +28,7 @@ from medseg.io.geometry import Geometry
 from medseg.io.image_io import check_output_geometry, read_geometry
 from medseg.transforms.loading import load_case_arrays
 from medseg.transforms.presets import IMAGE, intensity_transforms, spatial_transforms
+from medseg.transforms.slice_context import slice_context_transforms
 
 
 @dataclass
@@ -44,6 +46,8 @@ class Prediction:
     probabilities: np.ndarray | None
     geometry: Geometry
     timings: dict[str, float] = field(default_factory=dict)
+    #: extra facts about the run, e.g. a cascade's ``roi_box`` (``[[start, stop], ...]`` per axis)
+    info: dict[str, Any] = field(default_factory=dict)
 
 
 class Predictor:
@@ -87,6 +91,7 @@ class Predictor:
         self.roi_size = tuple(manifest.patch_size)
         self.spatial = Compose(spatial_transforms(manifest.preprocess, [IMAGE]))
         self.intensity = Compose(intensity_transforms(manifest.preprocess, [IMAGE]))
+        self.slice_context = Compose(slice_context_transforms(manifest.network, [IMAGE]))
         self.on_windows = on_windows
         self.on_start = on_start
         self.stitch, self.accumulate, self.compile = "auto", "auto", False
@@ -97,10 +102,15 @@ class Predictor:
             self.network, self.adapter, device, self.roi_size, self.overlap, self.sw_batch_size, self.tta,
             amp=device.type == "cuda", on_windows=lambda n: self.on_windows(n) if self.on_windows is not None else None,
         )
+        self.cascade = None
+        if package.localiser is not None and manifest.roi is not None:
+            from medseg.inference.cascade import RoiCascade
+
+            self.cascade = RoiCascade(manifest.roi, Predictor(package.localiser, device, sw_batch_size=sw_batch_size))
 
     def preprocess(self, image: MetaTensor) -> MetaTensor:
         """``(C, I, J, K)`` image in its own grid -> network grid (canonical orientation, target spacing)."""
-        data = self.intensity(self.spatial({IMAGE: image}))
+        data = self.slice_context(self.intensity(self.spatial({IMAGE: image})))
         return data[IMAGE]
 
     def windows(self, preprocessed: torch.Tensor) -> int:
@@ -160,8 +170,47 @@ class Predictor:
         out.applied_operations = copy.deepcopy(preprocessed.applied_operations)
         return self.spatial.inverse({IMAGE: out})[IMAGE]
 
+    def input_grid_probabilities(
+        self, image: MetaTensor, geometry: Geometry
+    ) -> tuple[torch.Tensor, dict[str, float], dict[str, Any]]:
+        """``(P, I, J, K)`` probabilities in the input grid, timings and info; through the ROI cascade when the
+        package has a localiser (see :mod:`medseg.inference.cascade`)."""
+        if self.cascade is not None:
+            return self.cascade.probabilities(self, image, geometry)
+        return (*self.whole_image_probabilities(image, geometry), {})
+
+    def whole_image_probabilities(self, image: MetaTensor, geometry: Geometry) -> tuple[torch.Tensor, dict[str, float]]:
+        """Preprocess, sliding window and restore of the whole ``(C, I, J, K)`` image: ``(P, I, J, K)``, timings
+        (float probabilities in the input grid: the cascade's path; :meth:`predict_image` avoids them)."""
+        t0 = time.perf_counter()
+        preprocessed = self.preprocess(image)
+        resample = needs_resampling(preprocessed)
+        self.last_plan = self.plan(tuple(image.shape[1:]), tuple(preprocessed.shape[1:]), image.shape[0], bool(resample), True)
+        if self.on_start is not None:
+            self.on_start(self.windows(preprocessed))
+        t1 = time.perf_counter()
+        probs = self.network_probabilities(preprocessed)
+        t2 = time.perf_counter()
+        restored = self.restore(probs, preprocessed)
+        check_output_geometry(restored.permute(1, 2, 3, 0), geometry, "restored probabilities")
+        self.last_plan.fallback = "; ".join(self.engine.fallbacks) or None
+        return restored.as_tensor(), {"preprocess": t1 - t0, "network": t2 - t1, "restore": time.perf_counter() - t2}
+
     def predict_image(self, image: MetaTensor, geometry: Geometry, keep_probabilities: bool = False) -> Prediction:
-        """Predict an already loaded ``(C, I, J, K)`` image with its geometry."""
+        """Predict an already loaded ``(C, I, J, K)`` image with its geometry.
+
+        Without a cascade, labels are made without full-resolution float probabilities on the host: argmax on
+        the device then orientation only, or slab-wise resampling with argmax on the fly (see
+        :mod:`medseg.inference.restore`)."""
+        if self.cascade is not None:
+            probs, timings, info = self.input_grid_probabilities(image, geometry)
+            t0 = time.perf_counter()
+            labels = self.adapter.to_labels(probs[None])[0].cpu().numpy()
+            timings["labels"] = time.perf_counter() - t0
+            top = int(labels.max()) if labels.size else 0
+            labels = labels.astype(np.uint8 if top <= 255 else np.uint16)
+            probabilities = np.moveaxis(probs.cpu().numpy(), 0, -1).astype(np.float32) if keep_probabilities else None
+            return Prediction(labels, probabilities, geometry, timings, info)
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         preprocessed = self.preprocess(image)

@@ -26,3 +26,21 @@ def test_isal_is_in_use_and_round_trips(tmp_path: Path) -> None:
     back, geometry = read_image(out, "label")
     np.testing.assert_array_equal(back, labels)
     np.testing.assert_allclose(geometry.affine, affine)
+
+
+def test_truncated_gz_is_reported_as_truncated_with_isal(tmp_path: Path) -> None:
+    """ISA-L fails while nibabel sniffs the header; the error still says the file is truncated."""
+    import pytest
+
+    from medseg.errors import MedsegInputError
+
+    assert fastgz.enable()
+    image = np.random.default_rng(0).normal(size=(40, 40, 30)).astype(np.float32)
+    full = write_image(tmp_path / "full.nii.gz", image, Geometry((40, 40, 30), np.eye(4)), "image")
+    cut = tmp_path / "cut.nii.gz"
+    cut.write_bytes(full.read_bytes()[:2000])
+    with pytest.raises(MedsegInputError, match="truncated or corrupt"):
+        read_image(cut)
+    (tmp_path / "junk.nii.gz").write_bytes(b"not gzip at all" * 40)
+    with pytest.raises(MedsegInputError, match="not a valid NIfTI"):
+        read_image(tmp_path / "junk.nii.gz")
