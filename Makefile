@@ -13,7 +13,7 @@ DEMO_OUT ?= medseg-demo
 help:
 	@echo "make demo   - create $(VENV), install medseg, run the built-in demo into ./$(DEMO_OUT)"
 	@echo "make test   - create $(VENV), install medseg with test extras, run the whole test suite"
-	@echo "make bench  - CPU ratio benchmarks against MONAI"
+	@echo "make bench  - CPU ratio benchmarks against MONAI (GPU: benchmarks/gpu.sh)"
 	@echo "make bench-tree-filter - DSAIF Max/Min-tree filter: higra vs scikit-image (benchmarks/README.md)"
 
 $(BIN)/python:
@@ -31,6 +31,10 @@ $(VENV)/.installed-test: pyproject.toml $(VENV)/.torch
 	$(PIP) install -e ".[test]"
 	@touch $@ $(VENV)/.installed
 
+$(VENV)/.installed-bench: pyproject.toml $(VENV)/.torch
+	$(PIP) install -e ".[bench]"
+	@touch $@ $(VENV)/.installed
+
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
@@ -40,7 +44,7 @@ demo: install
 test: install-test
 	$(BIN)/python -m pytest
 
-bench: install
+bench: $(VENV)/.installed-bench
 	$(BIN)/python -m benchmarks.run --device cpu
 
 bench-tree-filter: install

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import typer
 
+from medseg.engine import distributed
 from medseg.engine.device import resolve_device
 from medseg.data.registry import load_layout
 from medseg.engine.package import ModelPackage, describe, load_model_package
@@ -122,8 +123,13 @@ def predict(
     extra: list[str] | None = typer.Option(None, "--extra", help="Also write an output the model's head offers, as NAME=PATH (repeatable), e.g. regions=regions.nii.gz for nested BraTS models (WT, TC, ET masks, channels last); a folder in batch mode."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    plan: bool = typer.Option(False, "--plan", help="Print the memory plan of each case (from the headers) and exit."),
+    compile: bool = typer.Option(False, "--compile", help="torch.compile the network (the first window batch pays the compile time)."),
 ) -> None:
-    """Segment one case or a batch of cases; outputs keep the input's shape, affine and voxel size."""
+    """Segment one case or a batch of cases; outputs keep the input's shape, affine and voxel size.
+
+    Under torchrun, a batch of cases is split across the processes (one GPU each; summary.rankN.csv per rank).
+    """
     if output_format is not None and output_format not in OUTPUT_FORMATS:
         raise MedsegOutputError(f"--output-format {output_format}: expected one of {', '.join(OUTPUT_FORMATS)}")
     extras = parse_extras(extra)
@@ -165,7 +171,10 @@ def predict(
 
         require_pydicom()
 
+    if batch:
+        cases = distributed.shard(cases)  # under torchrun: every WORLD_SIZE-th case from RANK
     dev, reason = resolve_device(device)
+    dev = distributed.local_device(dev)
     if device == "auto" and not quiet:
         console.print(f"device: {reason}")
     package = load_model_package(resolve_model(model), dev)
@@ -174,6 +183,14 @@ def predict(
         console.print(package.adapter.describe())
     with make_progress(not quiet) as bar:
         predictor = Predictor(package, dev, overlap, sw_batch_size, tta)
+        predictor.compile = compile
+        if plan:
+            for source in cases:
+                if source.dicom:  # no header-only geometry for a DICOM series
+                    typer.echo(f"{source.name}: --plan reads NIfTI/NRRD headers only; skipped (DICOM series)")
+                    continue
+                typer.echo(f"{source.name}:\n{predictor.plan_files(list(source.paths), probabilities is not None).format()}")
+            return
         task = bar.add_task("predict", total=None, status="")
         predictor.on_start = lambda total: bar.reset(task, total=total)
         predictor.on_windows = lambda n: bar.update(task, advance=n)
@@ -187,12 +204,13 @@ def predict(
             elif not quiet:
                 console.print(f"done {run.case} ({run.timings.get('total', 0.0):.1f} s)")
 
-        runs = run_cases(context, cases, targets, batch, force, output / "summary.csv" if batch else None, log)
+        summary_name = "summary.csv" if distributed.world_size() == 1 else f"summary.rank{distributed.rank()}.csv"
+        runs = run_cases(context, cases, targets, batch, force, output / summary_name if batch else None, log)
     failed = [r for r in runs if r.status == "failed"]
     if batch:
         ok = sum(r.status == "ok" for r in runs)
         skipped = sum(r.status == "skipped" for r in runs)
-        console.print(f"{ok} done, {skipped} skipped, {len(failed)} failed: {output / 'summary.csv'}")
+        console.print(f"{ok} done, {skipped} skipped, {len(failed)} failed: {output / summary_name}")
     if failed:
         raise typer.Exit(1)
 

@@ -10,10 +10,12 @@ import numpy as np
 import torch
 from monai.data import CacheDataset, DataLoader, Dataset
 from monai.transforms import Compose
+from torch.utils.data import DistributedSampler
 
 from medseg.config import PipelineConfig
 from medseg.data.layouts import Case, discover_cases
 from medseg.data.registry import generate_phantom
+from medseg.engine import distributed
 from medseg.errors import MedsegConfigError
 from medseg.transforms.loading import LoadCased
 from medseg.transforms.presets import preprocessing, training_sampling
@@ -99,12 +101,21 @@ def validation_dataset(config: PipelineConfig, cases: list[Case]) -> Dataset:
 
 
 def epoch_loader(dataset: Dataset, config: PipelineConfig, epoch_seed: int) -> DataLoader:
-    """Shuffled loader whose order and augmentations depend only on ``epoch_seed`` (exact resume)."""
+    """Shuffled loader whose order and augmentations depend only on ``epoch_seed`` (exact resume).
+
+    Under torchrun each rank draws a disjoint share of the cases (``DistributedSampler`` seeded with
+    ``epoch_seed``, the same on every rank) and its workers' augmentations from a rank-specific seed.
+    """
+    sampler = None
+    if distributed.active():
+        sampler = DistributedSampler(dataset, shuffle=True, seed=epoch_seed)
+        epoch_seed = int(np.random.SeedSequence([epoch_seed, distributed.rank()]).generate_state(1)[0])
     generator = torch.Generator().manual_seed(epoch_seed)
     return DataLoader(
         dataset,
         batch_size=max(1, config.train.batch_size // config.train.samples_per_volume),
-        shuffle=True,
+        shuffle=sampler is None,
+        sampler=sampler,
         num_workers=config.train.num_workers,
         generator=generator,
         persistent_workers=False,

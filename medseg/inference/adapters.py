@@ -71,6 +71,10 @@ class OutputAdapter:
         """One name per probability channel (for ``--probabilities`` outputs and reports)."""
         raise NotImplementedError
 
+    def logits_to_labels(self, logits: torch.Tensor) -> torch.Tensor:
+        """``(B, C, *spatial)`` raw output -> ``(B, *spatial)`` labels on the network grid (override for a shortcut)."""
+        return self.to_labels(self.probabilities(logits))
+
     def background_probabilities(self, channels: int) -> torch.Tensor:
         """``(P,)`` probabilities of a voxel known to be background (outside a cascade's ROI); default zeros."""
         return torch.zeros(channels)
@@ -149,6 +153,10 @@ class SoftmaxLabels(OutputAdapter):
 
     def to_labels(self, probabilities: torch.Tensor) -> torch.Tensor:
         return self.index_to_value(torch.argmax(probabilities, dim=1))
+
+    def logits_to_labels(self, logits: torch.Tensor) -> torch.Tensor:
+        index = torch.argmax(logits, dim=1)  # softmax is monotonic: no need to compute it
+        return index if list(self.labels) == list(range(len(self.labels))) else self.index_to_value(index)
 
     def probability_names(self) -> list[str]:
         return list(self.labels.values())

@@ -109,10 +109,30 @@ def _first_line(exc: BaseException) -> str:
     return text[0][:200] if text else type(exc).__name__
 
 
+def _truncated_gzip(path: Path) -> bool:
+    """Whether ``path`` is a gzip stream that ends early or is damaged (error path only: reads it all)."""
+    import gzip
+    import zlib
+
+    if path.suffix.lower() != ".gz":
+        return False
+    try:
+        with gzip.open(path, "rb") as stream:
+            while stream.read(1 << 22):
+                pass
+    except (EOFError, zlib.error):
+        return True
+    except OSError as exc:
+        return "Not a gzipped file" not in str(exc)
+    return False
+
+
 def _load_nifti(path: Path) -> nib.Nifti1Image:
     try:
         img = nib.load(str(path))
     except Exception as exc:  # nibabel raises many types for garbage: say what the file is not
+        if _truncated_gzip(path):  # ISA-L (medseg.io.fastgz) fails before nibabel sees a header; zlib reads on
+            raise MedsegInputError(path, f"cannot read the voxel data: file is truncated or corrupt ({_first_line(exc)})") from exc
         raise MedsegInputError(path, f"not a valid NIfTI file ({_first_line(exc)})") from exc
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
         raise MedsegInputError(path, f"not a NIfTI image ({type(img).__name__})")
