@@ -29,14 +29,17 @@ class PreprocessConfig(Strict):
 
     ``intensity``: ``ct`` clips to ``ct_window`` then computes ``(x - ct_offset) / ct_scale`` (defaults: the
     window's lower bound and width, giving [0, 1]); ``mri`` z-scores each channel over its non-zero voxels;
-    ``none`` leaves intensities alone. Multi-modal inputs stack one channel per modality, then apply the
-    intensity preset per channel.
+    ``minmax`` scales each channel of each volume to [0, 1] between its ``minmax_percentiles`` (default
+    (0, 100): the channel's minimum and maximum; e.g. (0.5, 99.5) is robust to hot spots; values outside are
+    clipped); ``none`` leaves intensities alone. Multi-modal inputs stack one channel per modality, then
+    apply the intensity preset per channel.
     """
 
-    intensity: Literal["ct", "mri", "none"] = "ct"
+    intensity: Literal["ct", "mri", "minmax", "none"] = "ct"
     ct_window: tuple[float, float] = (-1000.0, 1000.0)
     ct_offset: float | None = None
     ct_scale: float | None = None
+    minmax_percentiles: tuple[float, float] = (0.0, 100.0)
     target_spacing: tuple[float, float, float] | None = None
     orientation: str = "RAS"
 
@@ -45,6 +48,13 @@ class PreprocessConfig(Strict):
     def _window_ordered(cls, v: tuple[float, float]) -> tuple[float, float]:
         if v[1] <= v[0]:
             raise ValueError("upper bound must exceed lower bound")
+        return v
+
+    @field_validator("minmax_percentiles")
+    @classmethod
+    def _percentiles_ordered(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not 0.0 <= v[0] < v[1] <= 100.0:
+            raise ValueError("need 0 <= lower < upper <= 100")
         return v
 
     @field_validator("orientation")

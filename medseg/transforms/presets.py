@@ -7,7 +7,8 @@ everywhere, so preprocessing cannot drift between training and inference:
 (bilinear for images, nearest for labels). Both are invertible: the predictor maps network outputs
 back to the input grid with MONAI's inverse.
 
-``intensity``: CT (window clip, then offset/scale), MRI (per-channel z-score over non-zero voxels), none.
+``intensity``: CT (window clip, then offset/scale), MRI (per-channel z-score over non-zero voxels), min-max
+(per-channel [0, 1] between percentiles), none.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from monai.transforms import (
     RandScaleIntensityd,
     RandShiftIntensityd,
     ScaleIntensityRanged,
+    ScaleIntensityRangePercentilesd,
     Spacingd,
     SpatialPadd,
 )
@@ -60,6 +62,10 @@ def intensity_transforms(cfg: PreprocessConfig, keys: Sequence[str] = (IMAGE,)) 
         return [ScaleIntensityRanged(keys=list(keys), a_min=lo, a_max=hi, b_min=(lo - offset) / scale, b_max=(hi - offset) / scale, clip=True)]
     if cfg.intensity == "mri":
         return [NormalizeIntensityd(keys=list(keys), nonzero=True, channel_wise=True)]
+    if cfg.intensity == "minmax":
+        lower, upper = cfg.minmax_percentiles
+        # per channel (modality) of each volume; (0, 100) is plain min-max
+        return [ScaleIntensityRangePercentilesd(keys=list(keys), lower=lower, upper=upper, b_min=0.0, b_max=1.0, clip=True, channel_wise=True)]
     return []
 
 
