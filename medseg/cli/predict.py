@@ -15,6 +15,7 @@ from medseg.inference.outputs import CaseTargets, predict_to_files, preflight
 from medseg.inference.predictor import Predictor
 from medseg.io.atomic import ensure_writable_dir, full_suffix
 from medseg.io.image_io import IMAGE_SUFFIXES
+from medseg.io.modalities import case_files
 
 
 def _case_targets(out: Path, case: str, folder_mode: bool, probabilities: Path | None, preview: Path | None, stats: Path | None) -> CaseTargets:
@@ -39,12 +40,20 @@ def predict(
     probabilities: Path | None = typer.Option(None, help="Also write float probabilities (channels last), same geometry."),
     preview: Path | None = typer.Option(None, help="Also write a PNG preview (three orthogonal slices)."),
     stats: Path | None = typer.Option(None, help="Also write voxel counts and volumes (ml) per label as JSON."),
+    modalities: str | None = typer.Option(
+        None, "--modalities",
+        help="Modality of each -i image, comma-separated, in the order given (e.g. wat,fat,inn,opp): the images are put "
+        "into the model's order. Without it, give -i in the model's order (medseg.json 'modalities'); file names that "
+        "name a modality are checked against it.",
+    ),
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Segment one case (or a folder of cases); outputs keep the input's shape, affine and voxel size."""
     folder_mode = len(inputs) == 1 and inputs[0].is_dir()
     if folder_mode:
+        if modalities is not None:
+            raise MedsegInputError(inputs[0], "--modalities names the -i files of one case; a folder's cases use channel numbers (case_0000, case_0001, ...)")
         cases = group_channels(inputs[0])
         if not cases:
             raise MedsegInputError(inputs[0], "folder holds no images")
@@ -67,6 +76,8 @@ def predict(
     if device == "auto" and not quiet:
         console.print(f"device: {reason}")
     package = load_model_package(model, dev)
+    if not folder_mode:
+        cases = {"": case_files(inputs, modalities, package.manifest.modalities)}
     failures = 0
     with make_progress(not quiet) as bar:
         predictor = Predictor(package, dev, overlap, sw_batch_size, tta)
