@@ -16,7 +16,9 @@ import yaml
 
 from medseg.config import bundled_pipeline, load_pipeline
 from medseg.data.layouts import load_decathlon
+from medseg.engine.package import load_model_package
 from medseg.engine.variants import create_trainer
+from medseg.inference.ablation import ModalityDropPredictor, contribution_table, modality_contributions
 from medseg.io.image_io import read_geometry
 from tests.conftest import run_cli
 
@@ -43,17 +45,21 @@ def _tiny_yaml(path: Path) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def ivd_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny pipeline trained once, in process (what ``medseg train`` runs), on one thread: IVD-Net's
-    many small convolutions gain nothing from a second thread at this size, and lose a lot on a busy machine."""
-    root = tmp_path_factory.mktemp("ivd")
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """IVD-Net's many small convolutions gain nothing from a second thread at these sizes, and lose a lot
+    on a busy machine: this module runs torch on one thread."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    try:
-        create_trainer(load_pipeline(_tiny_yaml(root / "ivd.yaml")), root / "run", device="cpu", progress=False).fit()
-    finally:
-        torch.set_num_threads(threads)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def ivd_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny pipeline trained once, in process (what ``medseg train`` runs)."""
+    root = tmp_path_factory.mktemp("ivd")
+    create_trainer(load_pipeline(_tiny_yaml(root / "ivd.yaml")), root / "run", device="cpu", progress=False).fit()
     return root / "run"
 
 
@@ -135,3 +141,18 @@ def test_geometry_mismatch_names_the_modality(ivd_run: Path, test_case: dict, tm
     result = run_cli("predict", *sum((["-i", str(f)] for f in files), []), "-o", str(out), "-m", str(ivd_run / "model"), "-q")
     _clean_error(result, files[2].name, "modality 'opp'", "geometry")
     assert not out.exists()
+
+
+def test_dropping_a_modality_at_inference(ivd_run: Path, test_case: dict) -> None:
+    package = load_model_package(ivd_run / "model")
+    predictor = ModalityDropPredictor(package, torch.device("cpu"))
+    image, geometry = predictor.load(test_case["image"])
+    full = predictor.predict_image(image, geometry, keep_probabilities=True).probabilities
+    predictor.drop = 3
+    assert torch.count_nonzero(predictor.preprocess(image)[3]) == 0
+    assert torch.count_nonzero(predictor.preprocess(image)[2]) > 0
+    dropped = predictor.predict_image(image, geometry, keep_probabilities=True).probabilities
+    assert not np.allclose(full, dropped)
+    table = contribution_table(modality_contributions(package, [test_case]))
+    assert [r["dropped"] for r in table] == ["none", "fat", "inn", "opp", "wat"]
+    assert table[0]["change"] == 0.0 and all(0.0 <= r["dice"] <= 1.0 for r in table)
