@@ -8,14 +8,14 @@ import typer
 
 from medseg.data.layouts import group_channels
 from medseg.engine.device import resolve_device
-from medseg.engine.package import load_model_package
+from medseg.engine.package import load_model_package, read_manifest
 from medseg.engine.progress import console, make_progress
 from medseg.errors import MedsegError, MedsegInputError, MedsegOutputError
 from medseg.inference.outputs import CaseTargets, predict_to_files, preflight
 from medseg.inference.predictor import Predictor
 from medseg.io.atomic import ensure_writable_dir, full_suffix
 from medseg.io.image_io import IMAGE_SUFFIXES
-from medseg.io.modalities import case_files
+from medseg.io.modalities import case_files, group_by_modality
 
 
 def _case_targets(out: Path, case: str, folder_mode: bool, probabilities: Path | None, preview: Path | None, stats: Path | None) -> CaseTargets:
@@ -30,7 +30,7 @@ def _case_targets(out: Path, case: str, folder_mode: bool, probabilities: Path |
 
 
 def predict(
-    inputs: list[Path] = typer.Option(..., "-i", "--input", help="Image file (repeat -i for each modality of one case) or a folder of cases."),
+    inputs: list[Path] = typer.Option(..., "-i", "--input", help="Image file (repeat -i for each modality of one case) or a folder of cases (case_0000, case_0001, ... or case_<modality> files)."),
     output: Path = typer.Option(..., "-o", "--output", help="Output label file (.nii.gz, .nrrd, ...) or folder (folder input)."),
     model: Path = typer.Option(..., "-m", "--model", help="Model package folder (medseg.json + model.safetensors)."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
@@ -53,8 +53,8 @@ def predict(
     folder_mode = len(inputs) == 1 and inputs[0].is_dir()
     if folder_mode:
         if modalities is not None:
-            raise MedsegInputError(inputs[0], "--modalities names the -i files of one case; a folder's cases use channel numbers (case_0000, case_0001, ...)")
-        cases = group_channels(inputs[0])
+            raise MedsegInputError(inputs[0], "--modalities names the -i files of one case; a folder's files name theirs (case_fat, case_wat, ... or case_0000, case_0001, ...)")
+        cases = group_by_modality(inputs[0], read_manifest(model).modalities) or group_channels(inputs[0])
         if not cases:
             raise MedsegInputError(inputs[0], "folder holds no images")
         ensure_writable_dir(output)

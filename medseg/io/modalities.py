@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from medseg.errors import MedsegInputError
-from medseg.io.image_io import case_name
+from medseg.io.image_io import case_name, is_image_file
 
 #: Spellings that name the same modality in file names (normalised: lower case, letters and digits only).
 ALIASES: tuple[frozenset[str], ...] = (
@@ -140,3 +140,41 @@ def case_files(paths: Sequence[str | Path], names: str | None, declared: Sequenc
     if len(paths) > 1:  # one file may be a 4D image holding every modality
         check_modality_order(paths, declared, CLI_HINT)
     return [Path(p) for p in paths]
+
+
+_TRAILING = re.compile(r"^(?P<case>.+)[_-](?P<token>[A-Za-z0-9]+)$")
+
+
+def group_by_modality(folder: str | Path, declared: Sequence[str]) -> dict[str, list[Path]] | None:
+    """A folder's image files grouped into cases by a trailing modality name (``spine_010_fat.nii.gz``,
+    ``BraTS_001_t1ce.nii.gz``, aliases included), each case's files in the declared order.
+
+    Returns:
+        ``{case: [path per declared modality]}`` sorted by case, or ``None`` when there are fewer than two
+        declared modalities or some image file does not end in ``_<modality>`` / ``-<modality>`` (the
+        folder then follows another convention, e.g. nnU-Net's ``case_0000``).
+
+    Raises:
+        MedsegInputError: a case missing a modality, or two files for one case and modality.
+    """
+    if len(declared) < 2:
+        return None
+    grouped: dict[str, dict[int, Path]] = {}
+    for path in sorted(Path(folder).iterdir()):
+        if path.name.startswith(".") or not path.is_file() or not is_image_file(path):
+            continue
+        match = _TRAILING.match(case_name(path))
+        hits = [i for i, m in enumerate(declared) if match and spellings(match["token"]) & spellings(m)]
+        if match is None or len(hits) != 1:
+            return None
+        slots = grouped.setdefault(match["case"], {})
+        if hits[0] in slots:
+            raise MedsegInputError(path, f"second file for case '{match['case']}' {declared[hits[0]]} (the first is {slots[hits[0]].name})")
+        slots[hits[0]] = path
+    out = {}
+    for case, slots in sorted(grouped.items()):
+        missing = [declared[i] for i in range(len(declared)) if i not in slots]
+        if missing:
+            raise MedsegInputError(folder, f"case '{case}' has no {', '.join(missing)} image (the model expects {', '.join(declared)})")
+        out[case] = [slots[i] for i in range(len(declared))]
+    return out or None

@@ -156,3 +156,14 @@ def test_dropping_a_modality_at_inference(ivd_run: Path, test_case: dict) -> Non
     table = contribution_table(modality_contributions(package, [test_case]))
     assert [r["dropped"] for r in table] == ["none", "fat", "inn", "opp", "wat"]
     assert table[0]["change"] == 0.0 and all(0.0 <= r["dice"] <= 1.0 for r in table)
+
+
+def test_predict_a_folder_of_modality_named_files(ivd_run: Path, tmp_path: Path) -> None:
+    folder = ivd_run / "data" / "imagesTs"  # spine_004_fat.nii.gz ... spine_005_wat.nii.gz
+    result = run_cli("predict", "-i", str(folder), "-o", str(tmp_path / "out"), "-m", str(ivd_run / "model"), "--device", "cpu", "-q")
+    assert result.returncode == 0, result.stderr
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert written == ["spine_004.nii.gz", "spine_005.nii.gz"]
+    for name in written:
+        source = nib.load(str(folder / name.replace(".nii.gz", "_opp.nii.gz")))
+        np.testing.assert_allclose(nib.load(str(tmp_path / "out" / name)).affine, source.affine, atol=1e-5)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from medseg.errors import MedsegInputError
-from medseg.io.modalities import case_files, check_modality_order, named_modality, order_by_names
+from medseg.io.modalities import case_files, check_modality_order, group_by_modality, named_modality, order_by_names
 
 DIXON = ["fat", "inn", "opp", "wat"]
 
@@ -61,3 +61,26 @@ def test_case_files_checks_positional_order_and_allows_one_4d_file() -> None:
     with pytest.raises(MedsegInputError, match="--modalities"):
         case_files(["c_inn.nii", "c_fat.nii", "c_opp.nii", "c_wat.nii"], None, DIXON)
     assert case_files(["all_channels.nii.gz"], None, DIXON) == [Path("all_channels.nii.gz")]
+
+
+def test_folder_grouped_by_trailing_modality(tmp_path: Path) -> None:
+    for case in ("spine_010", "spine_011"):
+        for m in ("wat", "fat", "inn", "opp"):
+            (tmp_path / f"{case}_{m}.nii.gz").write_bytes(b"")
+    grouped = group_by_modality(tmp_path, DIXON)
+    assert grouped is not None and list(grouped) == ["spine_010", "spine_011"]
+    assert [p.name for p in grouped["spine_011"]] == [f"spine_011_{m}.nii.gz" for m in DIXON]
+    assert group_by_modality(tmp_path, ["CT"]) is None  # single modality: nothing to group
+    (tmp_path / "spine_012_fat.nii.gz").write_bytes(b"")
+    with pytest.raises(MedsegInputError, match="case 'spine_012' has no inn, opp, wat image"):
+        group_by_modality(tmp_path, DIXON)
+    (tmp_path / "spine_012_fat.nii.gz").unlink()
+    (tmp_path / "spine_010_water.nii.gz").write_bytes(b"")  # alias of wat: a second water image
+    with pytest.raises(MedsegInputError, match="second file for case 'spine_010' wat"):
+        group_by_modality(tmp_path, DIXON)
+
+
+def test_other_folder_conventions_are_left_alone(tmp_path: Path) -> None:
+    for name in ("case_0000.nii.gz", "case_0001.nii.gz", "notes.txt"):
+        (tmp_path / name).write_bytes(b"")
+    assert group_by_modality(tmp_path, DIXON) is None
