@@ -33,10 +33,10 @@ ALIASES: tuple[frozenset[str], ...] = (
     frozenset({"fat"}),
     frozenset({"inn", "inphase", "ip"}),
     frozenset({"opp", "opposed", "opposedphase", "oppphase", "outphase", "oop"}),
-    frozenset({"t1", "t1w"}),
+    frozenset({"t1", "t1w", "t1n"}),
     frozenset({"t1ce", "t1c", "t1gd", "t1post", "t1wce"}),
     frozenset({"t2", "t2w"}),
-    frozenset({"flair", "t2flair"}),
+    frozenset({"flair", "t2flair", "t2f"}),
 )
 _SPLIT = re.compile(r"[^a-z0-9]+")
 
