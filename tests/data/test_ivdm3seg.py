@@ -7,9 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from medseg.config import bundled_pipeline, load_pipeline
 from medseg.data import discover_cases
 from medseg.data.synthetic import save_nifti
+from medseg.engine.data import pipeline_cases
 from medseg.errors import MedsegInputError
+from medseg.transforms.loading import LoadCased
 
 MODALITIES = ("fat", "inn", "opp", "wat")
 
@@ -70,3 +73,12 @@ def test_empty_or_missing_folder(tmp_path: Path) -> None:
         discover_cases(tmp_path / "empty", layout="ivdm3seg")
     with pytest.raises(MedsegInputError, match="not found"):
         discover_cases(tmp_path / "nowhere", layout="ivdm3seg")
+
+
+def test_the_paper_pipeline_reads_a_release(tmp_path: Path) -> None:
+    root = _release(tmp_path / "IVDM3Seg", ["01", "02", "03"])
+    config = load_pipeline(bundled_pipeline("ivd_ivdnet"), {"data.dataset": str(root)})
+    cases = pipeline_cases(config, tmp_path / "run")
+    assert len(cases) == 3
+    item = LoadCased(modalities=config.data.modalities)(cases[0])
+    assert item["image"].shape == (4, 4, 5, 6) and item["label"].shape == (1, 4, 5, 6)
