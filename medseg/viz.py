@@ -10,6 +10,16 @@ from medseg.io.atomic import atomic_path
 from medseg.io.geometry import Geometry, reorient
 
 
+#: Overlay colours (label value v uses ``LABEL_COLOURS[(v - 1) % 7 + 1]``); DICOM SEG outputs default to them too.
+LABEL_COLOURS = ("#00000000", "#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#46f0f0")
+
+
+def label_colour(value: int) -> tuple[int, int, int]:
+    """RGB (0-255) of label ``value`` in previews."""
+    code = LABEL_COLOURS[(int(value) - 1) % 7 + 1]
+    return int(code[1:3], 16), int(code[3:5], 16), int(code[5:7], 16)
+
+
 def _centre(labels: np.ndarray) -> tuple[int, ...]:
     fg = np.argwhere(labels > 0)
     if len(fg) == 0:
@@ -46,7 +56,7 @@ def save_preview(
         ("coronal", img[:, cy, :].T, lab[:, cy, :].T, spacing[2] / spacing[0]),
         ("sagittal", img[cx, :, :].T, lab[cx, :, :].T, spacing[2] / spacing[1]),
     ]
-    colours = ListedColormap(["#00000000", "#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#46f0f0"])
+    colours = ListedColormap(list(LABEL_COLOURS))
     fig, axes = plt.subplots(1, 3, figsize=(11, 4), dpi=100)
     for ax, (name, im, lb, aspect) in zip(axes, views):
         ax.imshow(im, cmap="gray", vmin=lo, vmax=hi, origin="lower", aspect=aspect, interpolation="nearest")

@@ -40,7 +40,7 @@ def _root(
 
 
 def _register() -> None:
-    from medseg.cli import check, demo, evaluate, info, predict, train
+    from medseg.cli import check, demo, evaluate, info, predict, selfcheck, train
 
     app.command("demo")(demo.demo)
     app.command("train")(train.train)
@@ -48,6 +48,7 @@ def _register() -> None:
     app.command("evaluate")(evaluate.evaluate)
     app.command("check")(check.check)
     app.command("info")(info.info)
+    app.command("selfcheck")(selfcheck.selfcheck)
 
 
 _register()
@@ -67,7 +68,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     debug = "--debug" in args
     args = [a for a in args if a != "--debug"]
     try:
-        app(args=args, prog_name="medseg", standalone_mode=False)
+        code = app(args=args, prog_name="medseg", standalone_mode=False)
+        if isinstance(code, int) and code:  # typer.Exit(n) comes back as a return value here
+            raise SystemExit(code)
     except MedsegError as exc:
         if debug:
             traceback.print_exc()

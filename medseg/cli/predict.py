@@ -1,45 +1,83 @@
-"""``medseg predict``: segment NIfTI/NRRD/MHA volumes with a model package, in their own geometry."""
+"""``medseg predict``: segment NIfTI/NRRD/MHA volumes or DICOM series with a model package, in their own geometry.
+
+One case: ``-i`` image files (one per modality) or a DICOM series folder; ``-o`` a label file, a ``.dcm``
+DICOM SEG, or a folder. Batch: ``-i`` a folder of cases (image files and/or DICOM series sub-folders) or
+a list file, ``-o`` a folder; outputs that exist are skipped (``--force`` redoes them), a failing case is
+logged and the batch goes on, ``summary.csv`` lists every case, and the exit code is 1 if any case failed.
+"""
 
 from __future__ import annotations
 
+import os
+from dataclasses import replace
 from pathlib import Path
 
 import typer
 
-from medseg.data.layouts import group_channels
 from medseg.engine.device import resolve_device
-from medseg.engine.package import load_model_package, read_manifest
+from medseg.engine.package import describe, load_model_package, read_manifest
 from medseg.engine.progress import console, make_progress
-from medseg.errors import MedsegError, MedsegInputError, MedsegOutputError
-from medseg.inference.outputs import CaseTargets, predict_to_files, preflight
+from medseg.errors import MedsegInputError, MedsegOutputError
+from medseg.inference.batch import (
+    OUTPUT_FORMATS,
+    CaseRun,
+    RunContext,
+    requested_paths,
+    run_cases,
+    targets_for_file,
+    targets_in_folder,
+)
+from medseg.inference.cases import batch_cases, is_list_file, single_case
+from medseg.inference.outputs import preflight
 from medseg.inference.predictor import Predictor
 from medseg.io.atomic import ensure_writable_dir, full_suffix
+from medseg.io.dicom import is_dicom_folder
 from medseg.io.image_io import IMAGE_SUFFIXES
-from medseg.io.modalities import case_files, group_by_modality
+from medseg.io.modalities import case_files
+
+#: Where ``-m NAME`` looks for a package named NAME when NAME is not a path (the Docker image sets /models).
+MODELS_ENV = "MEDSEG_MODELS"
 
 
-def _case_targets(out: Path, case: str, folder_mode: bool, probabilities: Path | None, preview: Path | None, stats: Path | None) -> CaseTargets:
-    if not folder_mode:
-        return CaseTargets(out, probabilities, preview, stats)
-    return CaseTargets(
-        out / f"{case}.nii.gz",
-        probabilities / f"{case}.nii.gz" if probabilities else None,
-        preview / f"{case}.png" if preview else None,
-        stats / f"{case}.json" if stats else None,
-    )
+def resolve_model(model: Path) -> Path:
+    """``-m`` as given when it exists, else ``$MEDSEG_MODELS/NAME``."""
+    root = os.environ.get(MODELS_ENV)
+    if not model.exists() and root and len(model.parts) == 1 and (Path(root) / model).is_dir():
+        return Path(root) / model
+    return model
+
+
+def _single_output_kind(output: Path, output_format: str | None) -> tuple[str, bool]:
+    """``(format, output is a folder)`` for one case; a ``.dcm`` output means DICOM SEG."""
+    suffix = full_suffix(output).lower()
+    is_file = suffix in IMAGE_SUFFIXES or suffix == ".dcm"
+    fmt = output_format or ("dicom-seg" if suffix == ".dcm" else "nifti")
+    if is_file and output.is_dir():
+        raise MedsegOutputError(f"{output}: is a folder, but its name looks like a file")
+    if not is_file and output.exists() and not output.is_dir():
+        raise MedsegOutputError(f"{output}: output needs an image extension ({', '.join(IMAGE_SUFFIXES)}), .dcm, or a folder")
+    if is_file and fmt == "dicom-seg" and suffix != ".dcm":
+        raise MedsegOutputError(f"{output}: --output-format dicom-seg writes a .dcm file (or give a folder)")
+    if is_file and fmt == "nifti" and suffix == ".dcm":
+        raise MedsegOutputError(f"{output}: a .dcm output is a DICOM SEG; use --output-format dicom-seg or both")
+    return fmt, not is_file
 
 
 def predict(
-    inputs: list[Path] = typer.Option(..., "-i", "--input", help="Image file (repeat -i for each modality of one case) or a folder of cases (case_0000, case_0001, ... or case_<modality> files)."),
-    output: Path = typer.Option(..., "-o", "--output", help="Output label file (.nii.gz, .nrrd, ...) or folder (folder input)."),
-    model: Path = typer.Option(..., "-m", "--model", help="Model package folder (medseg.json + model.safetensors)."),
+    inputs: list[Path] = typer.Option(..., "-i", "--input", help="Image file (repeat -i per modality), a DICOM series folder, a folder of cases, or a list file (.txt/.csv)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output label file (.nii.gz, .nrrd, ...), DICOM SEG (.dcm), or folder (always a folder in batch mode)."),
+    model: Path = typer.Option(..., "-m", "--model", help=f"Model package folder, or the name of a package under ${MODELS_ENV}."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
     overlap: float | None = typer.Option(None, help="Sliding-window overlap (default: the package's, usually 0.5)."),
     sw_batch_size: int | None = typer.Option(None, help="Windows per network call."),
     tta: bool | None = typer.Option(None, "--tta/--no-tta", help="Mirroring test-time augmentation."),
-    probabilities: Path | None = typer.Option(None, help="Also write float probabilities (channels last), same geometry."),
-    preview: Path | None = typer.Option(None, help="Also write a PNG preview (three orthogonal slices)."),
-    stats: Path | None = typer.Option(None, help="Also write voxel counts and volumes (ml) per label as JSON."),
+    output_format: str | None = typer.Option(None, "--output-format", help="nifti, dicom-seg or both (default: nifti; dicom-seg for a .dcm output). DICOM SEG needs a DICOM input."),
+    series_uid: str | None = typer.Option(None, "--series-uid", help="Which series of a DICOM folder (default: the one with the most slices)."),
+    report: bool | None = typer.Option(None, "--report/--no-report", help="Per-case JSON report and PNG preview (default: on in batch mode)."),
+    uncertainty: bool = typer.Option(False, "--uncertainty", help="Also write a voxel-wise entropy map (case.entropy.nii.gz); its per-label means go into the report."),
+    probabilities: Path | None = typer.Option(None, help="Also write float probabilities (channels last), same geometry (a folder in batch mode)."),
+    preview: Path | None = typer.Option(None, help="Also write a PNG preview (three orthogonal slices) (a folder in batch mode)."),
+    stats: Path | None = typer.Option(None, help="Also write voxel counts and volumes (ml) per label as JSON (a folder in batch mode)."),
     modalities: str | None = typer.Option(
         None, "--modalities",
         help="Modality of each -i image, comma-separated, in the order given (e.g. wat,fat,inn,opp): the images are put "
@@ -49,56 +87,70 @@ def predict(
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
-    """Segment one case (or a folder of cases); outputs keep the input's shape, affine and voxel size."""
-    folder_mode = len(inputs) == 1 and inputs[0].is_dir()
-    if folder_mode:
+    """Segment one case or a batch of cases; outputs keep the input's shape, affine and voxel size."""
+    if output_format is not None and output_format not in OUTPUT_FORMATS:
+        raise MedsegOutputError(f"--output-format {output_format}: expected one of {', '.join(OUTPUT_FORMATS)}")
+    first = inputs[0]
+    batch = len(inputs) == 1 and ((first.is_dir() and not is_dicom_folder(first)) or is_list_file(first))
+    if batch:
+        if series_uid is not None:
+            raise MedsegInputError(first, "--series-uid selects a series of one DICOM folder; it does not apply to a batch")
         if modalities is not None:
-            raise MedsegInputError(inputs[0], "--modalities names the -i files of one case; a folder's files name theirs (case_fat, case_wat, ... or case_0000, case_0001, ...)")
-        cases = group_by_modality(inputs[0], read_manifest(model).modalities) or group_channels(inputs[0])
-        if not cases:
-            raise MedsegInputError(inputs[0], "folder holds no images")
+            raise MedsegInputError(first, "--modalities names the -i files of one case; in a batch, file names give the modality (case_fat, case_wat, ... or case_0000, case_0001, ...)")
+        cases = batch_cases(first, read_manifest(resolve_model(model)).modalities)
+        fmt, report = output_format or "nifti", True if report is None else report
         ensure_writable_dir(output)
         for extra in (probabilities, preview, stats):
             if extra is not None:
                 ensure_writable_dir(extra)
+        targets = lambda case: targets_in_folder(output, case.name, fmt, report, uncertainty, probabilities, preview, stats)  # noqa: E731
     else:
-        for path in inputs:
-            if not path.exists():
-                raise MedsegInputError(path, "file not found")
-            if path.is_dir():
-                raise MedsegInputError(path, "is a folder; give one folder alone, or files (one -i per modality)")
-        if full_suffix(output).lower() not in IMAGE_SUFFIXES:
-            raise MedsegOutputError(f"{output}: output needs an image extension ({', '.join(IMAGE_SUFFIXES)})")
-        cases = {"": list(inputs)}
-        preflight([output, probabilities, preview, stats], force)
+        case = single_case(list(inputs))
+        if case.dicom and modalities is not None:
+            raise MedsegInputError(first, "--modalities names image files; a DICOM series folder is one modality")
+        cases = [case]
+        fmt, to_folder = _single_output_kind(output, output_format)
+        report = bool(report)
+        if to_folder:
+            ensure_writable_dir(output)
+            targets = lambda c: targets_in_folder(output, c.name, fmt, report, uncertainty)  # noqa: E731
+        else:
+            targets = lambda c: targets_for_file(output, fmt, report, uncertainty, probabilities, preview, stats)  # noqa: E731
+        if fmt != "nifti" and not case.dicom:
+            raise MedsegInputError(case.paths[0], "DICOM SEG output needs a DICOM series folder as input (use --output-format nifti)")
+        preflight(list(requested_paths(targets(case))), force)
+    if fmt != "nifti":
+        from medseg.io.dicom_write import require_pydicom
+
+        require_pydicom()
 
     dev, reason = resolve_device(device)
     if device == "auto" and not quiet:
         console.print(f"device: {reason}")
-    package = load_model_package(model, dev)
-    if not folder_mode:
-        cases = {"": case_files(inputs, modalities, package.manifest.modalities)}
-    failures = 0
+    package = load_model_package(resolve_model(model), dev)
+    if not batch and not cases[0].dicom:  # one case: files into the model's modality order (checked by name)
+        cases = [replace(cases[0], paths=tuple(case_files(cases[0].paths, modalities, package.manifest.modalities)))]
     with make_progress(not quiet) as bar:
         predictor = Predictor(package, dev, overlap, sw_batch_size, tta)
         task = bar.add_task("predict", total=None, status="")
         predictor.on_start = lambda total: bar.reset(task, total=total)
         predictor.on_windows = lambda n: bar.update(task, advance=n)
-        for case, files in cases.items():
-            targets = _case_targets(output, case, folder_mode, probabilities, preview, stats)
-            if folder_mode and targets.labels.exists() and not force:
-                console.print(f"skip {case}: {targets.labels} exists (--force to overwrite)")
-                continue
-            bar.update(task, description=f"predict {case or files[0].name}")
-            try:
-                predict_to_files(predictor, files, targets, f"{package.manifest.name}: {case or files[0].name}")
-            except MedsegError as exc:
-                if not folder_mode:
-                    raise
-                failures += 1
-                typer.echo(f"error: {exc}", err=True)
-                continue
-            if not quiet:
-                console.print(f"wrote {targets.labels}")
-    if failures:
+        context = RunContext(predictor, reason, describe(package), series_uid)
+
+        def log(run: CaseRun) -> None:
+            if run.status == "failed":
+                typer.echo(f"error: case {run.case}: {run.error}", err=True)
+            elif run.status == "skipped":
+                console.print(f"skip {run.case}: {run.error}")
+            elif not quiet:
+                console.print(f"done {run.case} ({run.timings.get('total', 0.0):.1f} s)")
+
+        runs = run_cases(context, cases, targets, batch, force, output / "summary.csv" if batch else None, log)
+    failed = [r for r in runs if r.status == "failed"]
+    if batch:
+        ok = sum(r.status == "ok" for r in runs)
+        skipped = sum(r.status == "skipped" for r in runs)
+        console.print(f"{ok} done, {skipped} skipped, {len(failed)} failed: {output / 'summary.csv'}")
+    if failed:
         raise typer.Exit(1)
+

@@ -85,7 +85,7 @@ class CTPhantomSpec:
     spacing_xy_mm: tuple[float, float] = (1.6, 2.2)
     spacing_z_mm: tuple[float, float] = (2.5, 3.5)
     lesions: tuple[int, int] = (1, 3)
-    lesion_radius_mm: tuple[float, float] = (7.0, 12.0)
+    lesion_radius_mm: tuple[float, float] = (9.0, 15.0)
     noise_hu: float = 12.0
 
 
@@ -94,7 +94,7 @@ def ct_phantom(seed: int, spec: CTPhantomSpec = CTPhantomSpec()) -> tuple[np.nda
 
     Random per case: voxel size (anisotropic, thicker slices), organ shape/position/density, lesion
     count/size/contrast (hypo- or hyperdense), noise. Intensities are HU-like: air -1000, fat -100,
-    soft tissue 40, organ 50-70, lesions organ -45..-30 or +35..+50, bone 400-700.
+    soft tissue 40, organ 50-70, lesions organ -55..-40 or +40..+55, bone 400-700.
 
     Returns:
         ``(image float32 HU, label uint8, affine)`` with arrays ``(I, J, K)`` in RAS orientation.
@@ -130,7 +130,7 @@ def ct_phantom(seed: int, spec: CTPhantomSpec = CTPhantomSpec()) -> tuple[np.nda
         centre_vox = inside[rng.integers(len(inside))]
         centre = [float(g.reshape(-1)[i]) for g, i in zip(grid, centre_vox)]
         lesion = irregular_blob(grid, centre, (radius,) * 3, rng, irregularity=0.2, spacing=spacing) & organ
-        contrast = rng.uniform(-45, -30) if rng.random() < 0.7 else rng.uniform(35, 50)
+        contrast = rng.uniform(-55, -40) if rng.random() < 0.7 else rng.uniform(40, 55)
         image[lesion] = organ_hu + contrast
         label[lesion] = 2
 

@@ -32,6 +32,18 @@ MANIFEST, WEIGHTS = "medseg.json", "model.safetensors"
 FORMAT = "medseg-model/1"
 
 
+class SegmentStyle(Strict):
+    """How one label is shown and coded in DICOM SEG outputs (optional ``segments`` of ``medseg.json``).
+
+    ``color`` is RGB 0-255 (default: the preview palette); ``category``/``type`` are coded concepts
+    ``[code value, coding scheme, meaning]`` such as ``["52988006", "SCT", "Lesion"]`` (default: SCT Tissue).
+    """
+
+    color: tuple[int, int, int] | None = None
+    category: tuple[str, str, str] | None = None
+    type: tuple[str, str, str] | None = None
+
+
 class ModelManifest(Strict):
     """Contents of ``medseg.json``."""
 
@@ -46,6 +58,7 @@ class ModelManifest(Strict):
     patch_size: tuple[int, int, int]
     inference: InferenceConfig = Field(default_factory=InferenceConfig)
     training: dict[str, Any] = Field(default_factory=dict)
+    segments: dict[int, SegmentStyle] = Field(default_factory=dict)
 
 
 def build_network(config: NetworkConfig) -> nn.Module:
@@ -163,6 +176,7 @@ __all__ = [
     "WEIGHTS",
     "ModelManifest",
     "ModelPackage",
+    "SegmentStyle",
     "build_network",
     "core_network",
     "describe",

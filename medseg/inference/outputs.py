@@ -20,12 +20,15 @@ from medseg.viz import save_preview
 
 @dataclass
 class CaseTargets:
-    """Where one case's outputs go (``None``: not requested)."""
+    """Where one case's outputs go (``None``: not requested; ``labels`` is ``None`` for DICOM SEG only)."""
 
-    labels: Path
+    labels: Path | None
     probabilities: Path | None = None
     preview: Path | None = None
     stats: Path | None = None
+    dicom_seg: Path | None = None
+    report: Path | None = None
+    uncertainty: Path | None = None
 
 
 class OutputSet:
@@ -77,17 +80,11 @@ def label_statistics(labels: np.ndarray, geometry: Geometry, names: dict[int, st
 
 
 def predict_to_files(predictor: Predictor, files: Sequence[Path], targets: CaseTargets, title: str = "") -> Prediction:
-    """Predict one case and write its requested outputs, all or nothing (``medseg predict`` and the demo)."""
-    image, geometry = predictor.load(files)
-    result = predictor.predict_image(image, geometry, keep_probabilities=targets.probabilities is not None)
-    with OutputSet().transaction() as out:
-        out.image(targets.labels, result.labels, geometry, "label")
-        if targets.probabilities is not None:
-            out.image(targets.probabilities, result.probabilities, geometry, "vector")
-        if targets.stats is not None:
-            out.json(targets.stats, label_statistics(result.labels, geometry, predictor.package.manifest.labels))
-        if targets.preview is not None:
-            preprocess = predictor.package.manifest.preprocess
-            window = preprocess.ct_window if preprocess.intensity == "ct" else None
-            out.preview(targets.preview, image[0].numpy(), result.labels, geometry, title or Path(files[0]).name, window)
-    return result
+    """Predict one case (image files or a DICOM folder) and write its requested outputs, all or nothing
+    (the demo; ``medseg predict`` runs :func:`medseg.inference.batch.run_cases`, which calls the same code)."""
+    from medseg.inference.batch import RunContext, predict_case
+    from medseg.inference.cases import single_case
+
+    run = predict_case(RunContext(predictor), single_case([Path(f) for f in files]), targets, title)
+    assert run.prediction is not None
+    return run.prediction

@@ -60,6 +60,12 @@ def _fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temp path beside ``target`` (same extension); on success fsync it and rename it to ``target``.
@@ -72,6 +78,7 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     folder = ensure_writable_dir(target.parent if str(target.parent) else Path("."))
     fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.", suffix=f".tmp{full_suffix(target)}")
     os.close(fd)
+    os.chmod(tmp_name, 0o666 & ~_umask())  # mkstemp makes 0600 files; outputs get the usual permissions
     tmp = Path(tmp_name)
     try:
         yield tmp

@@ -43,7 +43,9 @@ IMAGE, LABEL = "image", "label"
 def spatial_transforms(cfg: PreprocessConfig, keys: Sequence[str] = (IMAGE,), label_keys: Sequence[str] = ()) -> list[MapTransform]:
     """Orientation to ``cfg.orientation`` then (if set) resampling to ``cfg.target_spacing``."""
     all_keys = [*keys, *label_keys]
-    out: list[MapTransform] = [Orientationd(keys=all_keys, axcodes=cfg.orientation, allow_missing_keys=True)]
+    # labels given explicitly: nibabel RAS+ world (MONAI warns that its default will change)
+    ras = (("L", "R"), ("P", "A"), ("I", "S"))
+    out: list[MapTransform] = [Orientationd(keys=all_keys, axcodes=cfg.orientation, labels=ras, allow_missing_keys=True)]
     if cfg.target_spacing is not None:
         modes = ["bilinear"] * len(keys) + ["nearest"] * len(label_keys)
         out.append(

@@ -162,8 +162,10 @@ def test_predict_a_folder_of_modality_named_files(ivd_run: Path, tmp_path: Path)
     folder = ivd_run / "data" / "imagesTs"  # spine_004_fat.nii.gz ... spine_005_wat.nii.gz
     result = run_cli("predict", "-i", str(folder), "-o", str(tmp_path / "out"), "-m", str(ivd_run / "model"), "--device", "cpu", "-q")
     assert result.returncode == 0, result.stderr
-    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    written = sorted(p.name for p in (tmp_path / "out").glob("*.nii.gz") if ".entropy." not in p.name)
     assert written == ["spine_004.nii.gz", "spine_005.nii.gz"]
+    rows = list(csv.DictReader((tmp_path / "out" / "summary.csv").open()))
+    assert [(r["case"], r["status"]) for r in rows] == [("spine_004", "ok"), ("spine_005", "ok")]
     for name in written:
         source = nib.load(str(folder / name.replace(".nii.gz", "_opp.nii.gz")))
         np.testing.assert_allclose(nib.load(str(tmp_path / "out" / name)).affine, source.affine, atol=1e-5)

@@ -1,0 +1,270 @@
+"""DICOM series in: one CT/MR series of a folder -> ``(array (I, J, K), Geometry)`` through SimpleITK (GDCM).
+
+SimpleITK reads a file list in whatever order it is given and only warns about gaps, so this module first
+reads every slice's header and refuses what would give a wrong geometry: slices with different
+orientations or sizes, missing or duplicate slices, uneven slice spacing and gantry tilt (slices shifted
+within their plane, i.e. a sheared volume). The geometry is built from the tags themselves (orientation,
+first slice position, pixel spacing, mean slice distance) in nibabel's RAS+ convention; voxel axes are
+``i`` = column, ``j`` = row, ``k`` = slice in order along the slice normal (what SimpleITK reads for the
+same files, in the same order).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from medseg.errors import MedsegInputError
+from medseg.io.geometry import LPS_TO_RAS, Geometry
+
+#: Largest in-plane shift between neighbouring slices, as an angle, still read as untilted (degrees).
+MAX_TILT_DEG = 0.01
+#: Largest distance of a slice from the uniform grid fitted through all slices, as a fraction of the spacing.
+MAX_SPACING_DEVIATION = 0.05
+
+_TAGS = {
+    "orientation": "0020|0037",
+    "position": "0020|0032",
+    "rows": "0028|0010",
+    "columns": "0028|0011",
+    "pixel_spacing": "0028|0030",
+    "frames": "0028|0008",
+    "sop_uid": "0008|0018",
+    "modality": "0008|0060",
+    "description": "0008|103e",
+    "study_uid": "0020|000d",
+    "frame_of_reference": "0020|0052",
+}
+
+
+@dataclass(frozen=True)
+class DicomSeries:
+    """One series of a folder, its slices in array order (``files[k]`` is slice ``k`` of the volume).
+
+    Attributes:
+        note: which series was chosen among several, and why (for logs and reports).
+        warnings: what is odd but usable (e.g. a single-frame series with inconsistent optional tags).
+    """
+
+    folder: Path
+    uid: str
+    files: tuple[Path, ...]
+    modality: str = ""
+    description: str = ""
+    study_uid: str = ""
+    frame_of_reference_uid: str = ""
+    sop_instance_uids: tuple[str, ...] = ()
+    note: str = ""
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def n_slices(self) -> int:
+        return len(self.files)
+
+    def summary(self) -> dict[str, object]:
+        """JSON-friendly description (reports)."""
+        return {
+            "folder": str(self.folder),
+            "series_instance_uid": self.uid,
+            "modality": self.modality,
+            "description": self.description,
+            "slices": self.n_slices,
+            "frame_of_reference_uid": self.frame_of_reference_uid,
+            "note": self.note,
+        }
+
+
+def is_dicom_file(path: str | Path) -> bool:
+    """True for a file with the DICOM preamble (``DICM`` at byte 128)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:132] == b"DICM"
+
+
+def is_dicom_folder(folder: str | Path) -> bool:
+    """True when ``folder`` directly holds at least one DICOM file."""
+    folder = Path(folder)
+    return folder.is_dir() and any(p.is_file() and is_dicom_file(p) for p in sorted(folder.iterdir()))
+
+
+def list_series(folder: str | Path) -> dict[str, list[Path]]:
+    """``{series instance UID: files}`` of a folder (not recursive), as GDCM groups them."""
+    import SimpleITK as sitk
+
+    folder = Path(folder)
+    uids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)) or ()
+    return {uid: [Path(f) for f in sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid)] for uid in uids}
+
+
+def _headers(files: list[Path]) -> list[dict[str, str]]:
+    import SimpleITK as sitk
+
+    out = []
+    for path in files:
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(path))
+        reader.SetImageIO("GDCMImageIO")
+        try:
+            reader.ReadImageInformation()
+        except RuntimeError as exc:
+            raise MedsegInputError(path, f"not a readable DICOM file ({str(exc).strip().splitlines()[0][:160]})") from exc
+        keys = set(reader.GetMetaDataKeys())
+        out.append({name: reader.GetMetaData(tag).strip() for name, tag in _TAGS.items() if tag in keys})
+    return out
+
+
+def _floats(path: Path, header: dict[str, str], name: str, count: int) -> np.ndarray:
+    text = header.get(name, "")
+    try:
+        values = np.array([float(v) for v in text.split("\\")], dtype=np.float64)
+    except ValueError:
+        values = np.array([])
+    if values.size != count:
+        raise MedsegInputError(path, f"DICOM tag {name.replace('_', ' ')} ({_TAGS[name]}) is missing or malformed: '{text}'")
+    return values
+
+
+def select_series(folder: str | Path, series_uid: str | None = None) -> tuple[str, list[Path], str]:
+    """Pick a series: ``series_uid`` when given, else the one with most slices. Returns ``(uid, files, note)``."""
+    folder = Path(folder)
+    series = list_series(folder)
+    if not series:
+        raise MedsegInputError(folder, "holds no DICOM series")
+    listing = ", ".join(f"{uid} ({len(files)} files)" for uid, files in sorted(series.items(), key=lambda kv: -len(kv[1])))
+    if series_uid is not None:
+        if series_uid not in series:
+            raise MedsegInputError(folder, f"has no series {series_uid}; it holds {listing}")
+        return series_uid, series[series_uid], f"series {series_uid} (--series-uid)"
+    uid = max(series, key=lambda u: (len(series[u]), u))
+    if len(series) == 1:
+        return uid, series[uid], f"series {uid}, the only one in the folder"
+    return uid, series[uid], f"series {uid} with the most slices ({len(series[uid])}) of {len(series)}: {listing}"
+
+
+def _check_consistent(files: list[Path], headers: list[dict[str, str]]) -> tuple[np.ndarray, np.ndarray]:
+    """Every slice shares orientation, size and pixel spacing; returns ``(orientation (6,), pixel spacing (2,))``."""
+    first = files[0]
+    orientation = _floats(first, headers[0], "orientation", 6)
+    spacing = _floats(first, headers[0], "pixel_spacing", 2)
+    size = (headers[0].get("rows"), headers[0].get("columns"))
+    for path, header in zip(files, headers):
+        frames = header.get("frames", "1") or "1"
+        if int(float(frames)) > 1:
+            raise MedsegInputError(path, f"multi-frame DICOM ({frames} frames) is not supported; export the series as single-frame images")
+        other = _floats(path, header, "orientation", 6)
+        if not np.allclose(other, orientation, atol=1e-4):
+            raise MedsegInputError(
+                path.parent, f"mixed orientations in one series: {first.name} has {_fmt(orientation)}, {path.name} has {_fmt(other)}"
+            )
+        if (header.get("rows"), header.get("columns")) != size:
+            raise MedsegInputError(path.parent, f"slices of different sizes: {first.name} is {size[0]}x{size[1]}, {path.name} is {header.get('rows')}x{header.get('columns')}")
+        if not np.allclose(_floats(path, header, "pixel_spacing", 2), spacing, atol=1e-4):
+            raise MedsegInputError(path.parent, f"slices with different pixel spacing: {first.name} and {path.name}")
+    return orientation, spacing
+
+
+def _slice_order(files: list[Path], headers: list[dict[str, str]], orientation: np.ndarray) -> tuple[list[int], float]:
+    """Order of the slices along the normal and the slice spacing, after the gap/duplicate/tilt checks."""
+    folder = files[0].parent
+    if len(files) < 2:
+        raise MedsegInputError(folder, "the series has a single slice; expected a 3D volume")
+    row, col = orientation[:3], orientation[3:]
+    normal = np.cross(row, col)
+    positions = np.stack([_floats(p, h, "position", 3) for p, h in zip(files, headers)])
+    distance = positions @ normal
+    order = [int(i) for i in np.argsort(distance, kind="stable")]
+    d = distance[order]
+    steps = np.diff(d)
+    if steps.min() < 1e-3:
+        k = int(np.argmin(steps))
+        raise MedsegInputError(
+            folder, f"{files[order[k]].name} and {files[order[k + 1]].name} lie at the same position: duplicate slices, "
+            "or several phases/echoes in one series (split them, or choose one with --series-uid)"
+        )
+    spacing = float(np.median(steps))
+    big = np.nonzero(steps > 1.5 * spacing)[0]
+    if big.size:
+        k = int(big[0])
+        missing = int(round(steps[k] / spacing)) - 1
+        raise MedsegInputError(
+            folder, f"missing slices: a gap of {steps[k]:.3g} mm between {files[order[k]].name} and {files[order[k + 1]].name} "
+            f"where the slice spacing is {spacing:.3g} mm (about {max(missing, 1)} slice(s) missing)"
+        )
+    mean = (d[-1] - d[0]) / (len(d) - 1)
+    deviation = np.abs(d - (d[0] + mean * np.arange(len(d))))
+    if deviation.max() > max(MAX_SPACING_DEVIATION * mean, 1e-3):
+        raise MedsegInputError(folder, f"uneven slice spacing ({steps.min():.4g} to {steps.max():.4g} mm); resample the series to even spacing first")
+    sorted_positions = positions[order]
+    in_plane = sorted_positions[-1] - sorted_positions[0] - (d[-1] - d[0]) * normal
+    tilt = float(np.degrees(np.arctan2(np.linalg.norm(in_plane), d[-1] - d[0])))
+    if tilt > MAX_TILT_DEG:
+        raise MedsegInputError(
+            folder, f"gantry tilt: slices are shifted within their plane by {tilt:.2f} degrees (a sheared volume); "
+            "resample it to an orthogonal grid first (e.g. the scanner's or PACS's reformat without tilt)"
+        )
+    return order, float(mean)
+
+
+def read_dicom_series(folder: str | Path, series_uid: str | None = None) -> tuple[np.ndarray, Geometry, DicomSeries]:
+    """Read one DICOM series of ``folder`` as a float32 ``(I, J, K)`` volume (rescale slope/intercept applied).
+
+    Args:
+        folder: a folder holding the series' files (other series may be there too).
+        series_uid: which series; default the one with the most slices (``DicomSeries.note`` says which).
+
+    Raises:
+        MedsegInputError: no series, unknown UID, mixed orientations or sizes, missing, duplicate or unevenly
+            spaced slices, gantry tilt, multi-frame files, unreadable files.
+    """
+    import SimpleITK as sitk
+
+    folder = Path(folder)
+    uid, files, note = select_series(folder, series_uid)
+    headers = _headers(files)
+    orientation, pixel_spacing = _check_consistent(files, headers)
+    order, slice_spacing = _slice_order(files, headers, orientation)
+    files = [files[i] for i in order]
+    headers = [headers[i] for i in order]
+    reader = sitk.ImageSeriesReader()
+    reader.SetImageIO("GDCMImageIO")
+    reader.SetFileNames([str(f) for f in files])
+    try:
+        image = reader.Execute()
+    except RuntimeError as exc:
+        raise MedsegInputError(folder, f"cannot read series {uid} ({str(exc).strip().splitlines()[0][:160]})") from exc
+    array = np.moveaxis(sitk.GetArrayFromImage(image), (0, 1, 2), (2, 1, 0)).astype(np.float32)  # (K, J, I) -> (I, J, K)
+    row, col = orientation[:3], orientation[3:]
+    lps = np.eye(4)
+    # i runs along a row (row cosine, column spacing PixelSpacing[1]); j down a column (PixelSpacing[0])
+    lps[:3, 0] = row * pixel_spacing[1]
+    lps[:3, 1] = col * pixel_spacing[0]
+    lps[:3, 2] = np.cross(row, col) * slice_spacing
+    lps[:3, 3] = _floats(files[0], headers[0], "position", 3)
+    geometry = Geometry(tuple(array.shape), LPS_TO_RAS @ lps, 1, 1, None, f"{folder} (series {uid})")
+    if not np.isfinite(array).all():
+        raise MedsegInputError(folder, f"series {uid} holds NaN or infinite voxels")
+    first = headers[0]
+    series = DicomSeries(
+        folder=folder,
+        uid=uid,
+        files=tuple(files),
+        modality=first.get("modality", ""),
+        description=first.get("description", ""),
+        study_uid=first.get("study_uid", ""),
+        frame_of_reference_uid=first.get("frame_of_reference", ""),
+        sop_instance_uids=tuple(h.get("sop_uid", "") for h in headers),
+        note=note,
+    )
+    return array, geometry, series
+
+
+def _fmt(values: np.ndarray) -> str:
+    return "[" + ", ".join(f"{v:.3g}" for v in values) + "]"
+
+
+__all__ = ["DicomSeries", "is_dicom_file", "is_dicom_folder", "list_series", "read_dicom_series", "select_series"]

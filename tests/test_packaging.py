@@ -1,0 +1,29 @@
+"""pyproject lists packages by hand (pipelines/ ships as medseg.pipelines): none may be missing."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_package_is_listed() -> None:
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "medseg").rglob("__init__.py")}
+    assert found - listed == set(), "add these to [tool.setuptools] packages"
+    assert "medseg.pipelines" in listed
+
+
+def test_bundled_demo_pipeline_validates() -> None:
+    from medseg.config import bundled_pipeline, load_pipeline
+
+    config = load_pipeline(bundled_pipeline("demo"))
+    assert config.deterministic and config.name == "demo"
+
+
+def test_every_pipeline_yaml_validates() -> None:
+    from medseg.config import load_pipeline
+
+    for path in sorted((ROOT / "pipelines").glob("*.yaml")):
+        load_pipeline(path)
