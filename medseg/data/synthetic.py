@@ -84,8 +84,8 @@ class CTPhantomSpec:
     field_of_view_mm: tuple[float, float, float] = (120.0, 120.0, 90.0)
     spacing_xy_mm: tuple[float, float] = (1.6, 2.2)
     spacing_z_mm: tuple[float, float] = (2.5, 3.5)
-    lesions: tuple[int, int] = (1, 3)
-    lesion_radius_mm: tuple[float, float] = (9.0, 15.0)
+    lesions: tuple[int, int] = (1, 2)
+    lesion_radius_mm: tuple[float, float] = (11.0, 17.0)
     noise_hu: float = 12.0
 
 
@@ -94,7 +94,7 @@ def ct_phantom(seed: int, spec: CTPhantomSpec = CTPhantomSpec()) -> tuple[np.nda
 
     Random per case: voxel size (anisotropic, thicker slices), organ shape/position/density, lesion
     count/size/contrast (hypo- or hyperdense), noise. Intensities are HU-like: air -1000, fat -100,
-    soft tissue 40, organ 50-70, lesions organ -55..-40 or +40..+55, bone 400-700.
+    soft tissue 40, organ 70-90 (portal-venous enhancement), lesions organ -55..-40 or +40..+55, bone 400-700.
 
     Returns:
         ``(image float32 HU, label uint8, affine)`` with arrays ``(I, J, K)`` in RAS orientation.
@@ -115,10 +115,10 @@ def ct_phantom(seed: int, spec: CTPhantomSpec = CTPhantomSpec()) -> tuple[np.nda
     spine = np.broadcast_to((x / 9.0) ** 2 + ((y + body_r[1] * 0.6) / 9.0) ** 2 <= 1.0, shape)
     image[spine] = rng.uniform(400, 700)
 
-    organ_r = np.array([rng.uniform(25, 33), rng.uniform(20, 27), rng.uniform(22, 30)])
+    organ_r = np.array([rng.uniform(28, 36), rng.uniform(23, 30), rng.uniform(24, 32)])
     organ_c = np.array([rng.uniform(-12, 12), rng.uniform(-5, 10), rng.uniform(-8, 8)])
     organ = irregular_blob(grid, organ_c, organ_r, rng, irregularity=0.25, spacing=spacing) & inner & ~spine
-    organ_hu = rng.uniform(50, 70)
+    organ_hu = rng.uniform(70, 90)  # contrast-enhanced parenchyma
     image[organ] = organ_hu
     label = organ.astype(np.uint8)
 

@@ -6,11 +6,21 @@ HD95 = the image diagonal in mm (worst case), surface Dice 0.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 import torch
 from monai.metrics import compute_hausdorff_distance, compute_surface_dice
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """MONAI 1.5 warns about its own internal ``always_return_as_numpy`` argument on every call; hide only that."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*always_return_as_numpy.*", category=FutureWarning)
+        yield
 
 
 def _mask(x: torch.Tensor | np.ndarray) -> torch.Tensor:
@@ -31,7 +41,8 @@ def hd95(pred: torch.Tensor | np.ndarray, ref: torch.Tensor | np.ndarray, spacin
         return 0.0
     if p_any != r_any:
         return diagonal_mm(p.shape[2:], spacing)
-    value = compute_hausdorff_distance(p, r, include_background=True, percentile=95, spacing=list(spacing))
+    with _quiet():
+        value = compute_hausdorff_distance(p, r, include_background=True, percentile=95, spacing=list(spacing))
     return float(value.reshape(-1)[0])
 
 
@@ -45,5 +56,6 @@ def surface_dice(
         return 1.0
     if p_any != r_any:
         return 0.0
-    value = compute_surface_dice(p, r, class_thresholds=[tolerance_mm], include_background=True, spacing=list(spacing))
+    with _quiet():
+        value = compute_surface_dice(p, r, class_thresholds=[tolerance_mm], include_background=True, spacing=list(spacing))
     return float(value.reshape(-1)[0])
