@@ -103,12 +103,79 @@ class DataConfig(Strict):
         return self
 
 
+class InitConfig(Strict):
+    """``network.init_from``: start training from earlier weights (e.g. stage 2 of a method from stage 1).
+
+    ``path``: a model package folder, a run folder (its ``model/`` package, else ``checkpoints/best`` or
+    ``last``) or a ``.safetensors`` file, relative to the YAML's folder; in a staged pipeline ``stage:NAME``
+    is that stage's model package. ``prefix``: use only the source keys starting with it, prefix removed
+    (``net2d.`` takes a hybrid's 2D part). ``target``: dotted submodule of this network that receives the
+    weights (``net2d`` puts a 2D network into a hybrid); empty = the whole network. ``strict``: every target
+    key filled, every source key used, shapes equal (else only the matching keys are loaded, and reported).
+    ``convert``: a key converter applied before ``prefix``. A plain string is shorthand for ``{path: ...}``.
+    """
+
+    path: str
+    prefix: str = ""
+    target: str = ""
+    strict: bool = True
+    #: rename the source's keys first with a registered converter, e.g. ``torchvision_densenet`` (ImageNet
+    #: DenseNet-161 weights into a DenseUNet ``encoder``); see :mod:`medseg.engine.init_weights`
+    convert: str | None = None
+
+
 class NetworkConfig(Strict):
-    """A registry network and its constructor arguments; ``slice_axis`` runs a 2D network slice by slice."""
+    """A registry network and its constructor arguments; ``slice_axis`` runs a 2D network slice by slice.
+
+    ``slice_context`` (2.5D, with ``slice_axis``): each slice is fed with its ``slice_context`` neighbours on
+    each side as extra channels (``in_channels = modalities * (2 * slice_context + 1)``), volume-end slices
+    replicated; see :mod:`medseg.transforms.slice_context`. ``init_from``: see :class:`InitConfig`.
+    """
 
     name: str
     kwargs: dict[str, Any] = Field(default_factory=dict)
     slice_axis: int | None = Field(None, ge=0, le=2)
+    slice_context: int = Field(0, ge=0)
+    init_from: InitConfig | None = None
+
+    @field_validator("init_from", mode="before")
+    @classmethod
+    def _init_shorthand(cls, v: Any) -> Any:
+        return {"path": v} if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _context_needs_axis(self) -> NetworkConfig:
+        if self.slice_context and self.slice_axis is None:
+            raise ValueError("slice_context needs slice_axis (it feeds a 2D network neighbouring slices)")
+        return self
+
+
+class RoiConfig(Strict):
+    """Cascade: a localiser model finds the region of interest; the network sees only that box plus a margin.
+
+    ``localiser``: the localiser's model package (relative to the YAML, or ``stage:NAME`` in a staged
+    pipeline; inside an exported package, its subfolder ``localiser``). ``labels``: localiser labels that make
+    the region; ``largest_component``: keep only the largest connected part of that mask; ``margin_mm``: added
+    on each side of its bounding box. Training and validation crop every case to the same box taken from its
+    reference label (the H-DenseUNet code's liver box); prediction pastes the result back into the full volume.
+    """
+
+    localiser: str
+    labels: list[int] = Field(default_factory=lambda: [1])
+    margin_mm: tuple[float, float, float] = (10.0, 10.0, 10.0)
+    largest_component: bool = True
+
+    @field_validator("margin_mm", mode="before")
+    @classmethod
+    def _scalar_margin(cls, v: Any) -> Any:
+        return (v, v, v) if isinstance(v, (int, float)) else v
+
+    @field_validator("margin_mm")
+    @classmethod
+    def _non_negative(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
+        if min(v) < 0:
+            raise ValueError("margins must be >= 0")
+        return v
 
 
 class LossConfig(Strict):
@@ -133,6 +200,9 @@ class TrainConfig(Strict):
     patch_size: tuple[int, ...] = (96, 96, 96)
     samples_per_volume: int = Field(2, ge=1)
     pos_fraction: float = Field(0.67, ge=0, le=1)
+    #: sample patch centres by class instead (one ratio per class index, MONAI ``RandCropByLabelClassesd``),
+    #: e.g. ``[0, 1, 1]``: centred on a liver or a tumour voxel, 50/50 (H-DenseUNet's code)
+    class_ratios: list[float] | None = None
     optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
     lr: float = Field(1e-2, gt=0)
     momentum: float = 0.99
@@ -177,6 +247,7 @@ class PipelineConfig(Strict):
     loss: LossConfig = Field(default_factory=LossConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     inference: InferenceConfig = Field(default_factory=InferenceConfig)
+    roi: RoiConfig | None = None
 
     #: folder of the YAML file, for relative dataset paths (not part of the YAML)
     base_dir: Path | None = Field(None, exclude=True)
@@ -226,6 +297,20 @@ def load_pipeline(path: str | Path, overrides: dict[str, Any] | None = None) -> 
         MedsegConfigError: missing file, YAML syntax error, unknown key or wrong type (one line).
     """
     path = Path(path)
+    raw = read_yaml_mapping(path)
+    if "stages" in raw:
+        raise MedsegConfigError(f"{path}: is a staged pipeline ('stages:'): train it with `medseg train` (see medseg.engine.stages)")
+    for dotted, value in (overrides or {}).items():
+        node = raw
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return validate_pipeline(raw, source=str(path), base_dir=path.parent)
+
+
+def read_yaml_mapping(path: Path) -> dict[str, Any]:
+    """The top-level mapping of a pipeline YAML file (one-line :class:`MedsegConfigError` otherwise)."""
     if not path.is_file():
         raise MedsegConfigError(f"{path}: pipeline file not found")
     try:
@@ -236,13 +321,7 @@ def load_pipeline(path: str | Path, overrides: dict[str, Any] | None = None) -> 
         raise MedsegConfigError(f"{path}: not valid YAML{where}") from exc
     if not isinstance(raw, dict):
         raise MedsegConfigError(f"{path}: expected a mapping of keys at the top level")
-    for dotted, value in (overrides or {}).items():
-        node = raw
-        *parents, leaf = dotted.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return validate_pipeline(raw, source=str(path), base_dir=path.parent)
+    return raw
 
 
 def validate_pipeline(raw: dict[str, Any], source: str = "config", base_dir: Path | None = None) -> PipelineConfig:

@@ -22,8 +22,12 @@ def test_bundled_demo_pipeline_validates() -> None:
     assert config.deterministic and config.name == "demo"
 
 
-def test_every_pipeline_yaml_validates() -> None:
+def test_every_pipeline_yaml_validates(tmp_path: Path) -> None:
     from medseg.config import load_pipeline
+    from medseg.engine.stages import is_staged, load_stages
 
     for path in sorted((ROOT / "pipelines").glob("*.yaml")):
-        load_pipeline(path)
+        if is_staged(path):
+            assert load_stages(path, tmp_path / path.stem)
+        else:
+            load_pipeline(path)

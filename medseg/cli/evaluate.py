@@ -1,4 +1,5 @@
-"""``medseg evaluate``: Dice, IoU, HD95, surface Dice and volume difference per case and label."""
+"""``medseg evaluate``: Dice, IoU, HD95, surface Dice and volume difference per case and label (or region),
+mean/std over cases and global Dice pooled over cases (LiTS "Dice global")."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import typer
 
 from medseg.errors import MedsegInputError
 from medseg.io.atomic import check_output_path, write_text
-from medseg.metrics.evaluate import METRICS, evaluate_arrays, match_cases, read_pair, summarize
+from medseg.metrics.evaluate import METRICS, match_cases, read_pair, summarize
+from medseg.metrics.regions import PooledCounts, evaluate_case, parse_regions
 
 
 def parse_labels(text: str | None) -> list[int] | None:
@@ -29,25 +31,31 @@ def evaluate(
     out: Path = typer.Option(..., "--out", help="CSV with one row per case and label, plus mean/std rows."),
     labels: str | None = typer.Option(None, help="Labels to score, e.g. 1,2 (default: every non-zero label in either image)."),
     tolerance: float = typer.Option(1.0, help="Surface Dice tolerance in mm."),
+    regions: str | None = typer.Option(
+        None, help="Score unions of labels instead: a preset (lits = liver 1+2, tumour 2) or name=1+2,name2=2."
+    ),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing CSV."),
 ) -> None:
-    """Score predictions against references (geometry must match)."""
+    """Score predictions against references (geometry must match); adds global Dice pooled over cases."""
     check_output_path(out, force)
     wanted = parse_labels(labels)
+    region_map = parse_regions(regions) if regions else None
+    pooled = PooledCounts()
     rows = []
     for case, p, r in match_cases(pred, ref):
         pred_arr, ref_arr, geometry = read_pair(p, r)
-        rows += evaluate_arrays(pred_arr, ref_arr, geometry.spacing, wanted, tolerance, case)
-    summary = summarize(rows)
+        rows += evaluate_case(pred_arr, ref_arr, geometry.spacing, wanted, region_map, tolerance, case, pooled)
+    summary = summarize(rows) + pooled.rows()
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=["case", "label", *METRICS])
     writer.writeheader()
     writer.writerows(rows + summary)
     write_text(out, buffer.getvalue())
+    global_dice = {row["label"]: row["dice"] for row in summary if row["case"] == "global"}
     for row in summary:
         if row["case"] == "mean":
             typer.echo(
-                f"label {row['label']}: Dice {row['dice']:.4f}  IoU {row['iou']:.4f}  HD95 {row['hd95_mm']:.2f} mm  "
-                f"surface Dice {row['surface_dice']:.4f}  volume diff {row['volume_diff_ml']:+.2f} ml"
+                f"label {row['label']}: Dice {row['dice']:.4f} (global {global_dice[row['label']]:.4f})  IoU {row['iou']:.4f}  "
+                f"HD95 {row['hd95_mm']:.2f} mm  surface Dice {row['surface_dice']:.4f}  volume diff {row['volume_diff_ml']:+.2f} ml"
             )
     typer.echo(f"wrote {out} ({len(rows)} rows)")

@@ -8,7 +8,9 @@ from pathlib import Path
 import typer
 
 from medseg.config import load_pipeline
+from medseg.engine.stages import is_staged, run_stages
 from medseg.engine.variants import create_trainer
+from medseg.errors import MedsegConfigError
 
 
 def train(
@@ -19,8 +21,16 @@ def train(
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
     force: bool = typer.Option(False, "--force", help="Start afresh in an existing run folder."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    stage: str | None = typer.Option(None, "--stage", help="Staged pipeline (with 'stages:'): run only this stage into OUT/STAGE."),
 ) -> None:
-    """Train from a pipeline YAML; the best model is exported to OUT/model."""
+    """Train from a pipeline YAML; the best model is exported to OUT/model (OUT/<stage>/model per stage)."""
+    if is_staged(config):
+        summary = run_stages(config, out, stage, device=device, resume=resume, epochs=epochs, force=force, progress=not quiet)
+        typer.echo(json.dumps(summary, indent=2))
+        typer.echo(f"model package: {summary['model']}")
+        return
+    if stage is not None:
+        raise MedsegConfigError(f"--stage: {config} is not a staged pipeline (it has no 'stages:' list)")
     pipeline = load_pipeline(config)
     summary = create_trainer(pipeline, out, device=device, resume=resume, epochs=epochs, force=force, progress=not quiet).fit()
     typer.echo(json.dumps(summary, indent=2))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from medseg.data import synthetic  # noqa: F401  (registers "ct_phantom")
 from medseg.data import ivdm3seg, spine_phantom  # noqa: F401  (register "ivdm3seg", "spine_dixon")
+from medseg.data import lits  # noqa: F401  (registers the "lits" and "msd_liver" layouts)
+from medseg.data import liver_phantom  # noqa: F401  (registers "liver_phantom")
 from medseg.data.layouts import discover_cases, load_decathlon, load_image_label_folders
 from medseg.data.registry import generate_phantom, list_layouts, list_phantoms, register_layout, register_phantom
 

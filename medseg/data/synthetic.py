@@ -7,9 +7,10 @@ intensities) used by the demo, the tests and the quickstart notebook.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -151,6 +152,47 @@ def save_nifti(path: str | Path, array: np.ndarray, affine: np.ndarray) -> Path:
     return path
 
 
+def write_phantom_dataset(
+    root: str | Path,
+    n_train: int,
+    n_test: int,
+    seed: int,
+    make_case: Callable[[int], tuple[np.ndarray, np.ndarray, np.ndarray]],
+    description: dict[str, Any],
+    orientations: Sequence[str] = DEFAULT_ORIENTATIONS,
+    prefix: str = "phantom",
+) -> Path:
+    """Write ``n_train + n_test`` generated cases as a Decathlon layout and return its ``dataset.json``.
+
+    Case ``i`` is ``make_case(seed * 10_000 + i)`` (``(image, label, RAS affine)``), stored in orientation
+    ``orientations[i % len(orientations)]`` under ``imagesTr``/``labelsTr`` (training) or ``imagesTs``/``labelsTs``.
+    ``description`` holds the ``dataset.json`` keys ``name``, ``description``, ``modality`` and ``labels``.
+    """
+    root = Path(root)
+    training, test = [], []
+    for index in range(n_train + n_test):
+        image, label, affine = make_case(seed * 10_000 + index)
+        code = orientations[index % len(orientations)]
+        image, affine_o = reorient(image, affine, code)
+        label, _ = reorient(label, affine, code)
+        name = f"{prefix}_{index:03d}"
+        split = "Tr" if index < n_train else "Ts"
+        save_nifti(root / f"images{split}" / f"{name}.nii.gz", image, affine_o)
+        save_nifti(root / f"labels{split}" / f"{name}.nii.gz", label, affine_o)
+        entry = {"image": f"./images{split}/{name}.nii.gz", "label": f"./labels{split}/{name}.nii.gz"}
+        (training if split == "Tr" else test).append(entry)
+    dataset = {
+        **description,
+        "tensorImageSize": "3D",
+        "numTraining": len(training),
+        "numTest": len(test),
+        "training": training,
+        "test": [t["image"] for t in test],
+        "medseg_test_labels": test,
+    }
+    return write_json(root / "dataset.json", dataset)
+
+
 @register_phantom("ct_phantom")
 def make_ct_dataset(
     root: str | Path,
@@ -165,29 +207,10 @@ def make_ct_dataset(
     Case ``i`` is stored in orientation ``orientations[i % len(orientations)]``. Returns the path of the
     written ``dataset.json`` (labels: 0 background, 1 organ, 2 lesion).
     """
-    root = Path(root)
-    training, test = [], []
-    for index in range(n_train + n_test):
-        image, label, affine = ct_phantom(seed * 10_000 + index, spec)
-        code = orientations[index % len(orientations)]
-        image, affine_o = reorient(image, affine, code)
-        label, _ = reorient(label, affine, code)
-        name = f"phantom_{index:03d}"
-        split = "Tr" if index < n_train else "Ts"
-        save_nifti(root / f"images{split}" / f"{name}.nii.gz", image, affine_o)
-        save_nifti(root / f"labels{split}" / f"{name}.nii.gz", label, affine_o)
-        entry = {"image": f"./images{split}/{name}.nii.gz", "label": f"./labels{split}/{name}.nii.gz"}
-        (training if split == "Tr" else test).append(entry)
-    dataset = {
+    description = {
         "name": "medseg CT phantom",
         "description": "Synthetic CT-like phantoms: body, organ, lesions (medseg.data.synthetic)",
-        "tensorImageSize": "3D",
         "modality": {"0": "CT"},
         "labels": {"0": "background", "1": "organ", "2": "lesion"},
-        "numTraining": len(training),
-        "numTest": len(test),
-        "training": training,
-        "test": [t["image"] for t in test],
-        "medseg_test_labels": test,
     }
-    return write_json(root / "dataset.json", dataset)
+    return write_phantom_dataset(root, n_train, n_test, seed, lambda s: ct_phantom(s, spec), description, orientations)

@@ -17,6 +17,8 @@ from medseg.data.registry import generate_phantom
 from medseg.errors import MedsegConfigError
 from medseg.transforms.loading import LoadCased
 from medseg.transforms.presets import preprocessing, training_sampling
+from medseg.transforms.roi import roi_training_transforms
+from medseg.transforms.slice_context import slice_context_transforms
 
 
 def pipeline_cases(config: PipelineConfig, run_dir: Path) -> list[Case]:
@@ -59,15 +61,25 @@ def _dataset(items: list[dict[str, Any]], transform: Compose, cache: bool) -> Da
     return Dataset(items, transform=transform)
 
 
+def labelled_case_transforms(config: PipelineConfig) -> list[Any]:
+    """Load, preprocess, crop to a cascade's ROI (from the label), add slice context: a case on the network grid."""
+    return [
+        LoadCased(modalities=config.data.modalities),
+        preprocessing(config.preprocess, with_label=True),
+        *roi_training_transforms(config.roi),
+        *slice_context_transforms(config.network),
+    ]
+
+
 def training_dataset(config: PipelineConfig, cases: list[Case]) -> Dataset:
     """Loads, preprocesses (cached) and samples augmented patches (random part re-run every epoch)."""
     spatial_axes = [a for a in range(3) if a != config.network.slice_axis]
     transform = Compose(
         [
-            LoadCased(modalities=config.data.modalities),
-            preprocessing(config.preprocess, with_label=True),
+            *labelled_case_transforms(config),
             training_sampling(
-                config.train.patch_size, config.train.samples_per_volume, config.train.pos_fraction, config.train.augment, spatial_axes
+                config.train.patch_size, config.train.samples_per_volume, config.train.pos_fraction, config.train.augment, spatial_axes,
+                config.train.class_ratios,
             ),
         ]
     )
@@ -75,8 +87,8 @@ def training_dataset(config: PipelineConfig, cases: list[Case]) -> Dataset:
 
 
 def validation_dataset(config: PipelineConfig, cases: list[Case]) -> Dataset:
-    """Whole preprocessed volumes with their labels (network grid)."""
-    transform = Compose([LoadCased(modalities=config.data.modalities), preprocessing(config.preprocess, with_label=True)])
+    """Whole preprocessed volumes with their labels (network grid; a cascade's ROI box when ``roi`` is set)."""
+    transform = Compose(labelled_case_transforms(config))
     return _dataset([dict(c) for c in cases], transform, config.data.cache)
 
 

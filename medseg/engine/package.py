@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,7 +22,7 @@ from safetensors.torch import load_model, save_model
 from torch import nn
 
 import medseg
-from medseg.config import InferenceConfig, NetworkConfig, PreprocessConfig, Strict, format_validation_error
+from medseg.config import InferenceConfig, NetworkConfig, PreprocessConfig, RoiConfig, Strict, format_validation_error
 from medseg.errors import MedsegModelError
 from medseg.inference.adapters import OutputAdapter, create_adapter
 from medseg.io.atomic import atomic_dir, write_json
@@ -58,6 +59,8 @@ class ModelManifest(Strict):
     patch_size: tuple[int, int, int]
     inference: InferenceConfig = Field(default_factory=InferenceConfig)
     training: dict[str, Any] = Field(default_factory=dict)
+    #: cascade: ``roi.localiser`` is a package folder inside this one (see :mod:`medseg.inference.cascade`)
+    roi: RoiConfig | None = None
     segments: dict[int, SegmentStyle] = Field(default_factory=dict)
 
 
@@ -86,6 +89,8 @@ class ModelPackage:
     manifest: ModelManifest
     network: nn.Module
     adapter: OutputAdapter
+    #: the cascade's localiser package (``manifest.roi``), loaded from its subfolder
+    localiser: ModelPackage | None = None
 
     @property
     def weights_sha256(self) -> str:
@@ -100,13 +105,21 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def save_model_package(path: str | Path, network: nn.Module, manifest: ModelManifest, force: bool = False) -> Path:
-    """Write ``network``'s weights and ``manifest`` into the folder ``path`` (atomically, as a whole)."""
+def save_model_package(
+    path: str | Path, network: nn.Module, manifest: ModelManifest, force: bool = False, attachments: dict[str, Path] | None = None
+) -> Path:
+    """Write ``network``'s weights and ``manifest`` into the folder ``path`` (atomically, as a whole).
+
+    ``attachments``: folders copied in as named subfolders (a cascade's localiser package), so the package
+    stays one self-contained folder.
+    """
     path = Path(path)
     manifest.training.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
     with atomic_dir(path, force=force) as tmp:
         save_model(core_network(network), str(tmp / WEIGHTS), metadata={"format": FORMAT, "network": manifest.network.name})
         write_json(tmp / MANIFEST, manifest.model_dump(mode="json"))
+        for name, folder in (attachments or {}).items():
+            shutil.copytree(folder, tmp / name)
     return path
 
 
@@ -154,7 +167,12 @@ def load_model_package(path: str | Path, device: str | torch.device = "cpu") -> 
         adapter = create_adapter(manifest.output, manifest.labels)
     except (KeyError, TypeError) as exc:
         raise MedsegModelError(f"{path}: {exc}") from exc
-    return ModelPackage(path, manifest, network, adapter)
+    localiser = None
+    if manifest.roi is not None:
+        if Path(manifest.roi.localiser).is_absolute() or ".." in Path(manifest.roi.localiser).parts:
+            raise MedsegModelError(f"{path}: roi.localiser must be a subfolder of the package, got '{manifest.roi.localiser}'")
+        localiser = load_model_package(path / manifest.roi.localiser, device)
+    return ModelPackage(path, manifest, network, adapter, localiser)
 
 
 def describe(package: ModelPackage) -> dict[str, Any]:

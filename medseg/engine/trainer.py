@@ -26,6 +26,7 @@ from medseg.config import PipelineConfig
 from medseg.engine.checkpoint import load_checkpoint, save_checkpoint
 from medseg.engine.data import epoch_loader, pipeline_cases, split_cases, training_dataset, validation_dataset
 from medseg.engine.device import resolve_device
+from medseg.engine.init_weights import initialise_network
 from medseg.engine.logs import RunLog
 from medseg.engine.package import ModelManifest, build_network, save_model_package
 from medseg.engine.progress import console, make_progress
@@ -89,6 +90,9 @@ class Trainer:
         self.best_epoch = 0
         self.adapter = create_adapter(config.output, config.data.labels)
         self.log = RunLog(self.run_dir)
+        self.init_report: dict[str, Any] | None = None
+        if config.roi is not None and not config.resolve(config.roi.localiser).is_dir():
+            raise MedsegConfigError(f"roi.localiser: {config.resolve(config.roi.localiser)} is not a model package folder")
 
     # ------------------------------------------------------------------ setup
     def _check_run_dir(self, force: bool) -> None:
@@ -130,8 +134,11 @@ class Trainer:
         self.val_ds = validation_dataset(self.config, self.val_cases) if self.val_cases else None
 
     def build_networks(self) -> dict[str, nn.Module]:
-        """Networks to train, by checkpoint name (variants may return several)."""
-        return {"model": build_network(self.config.network)}
+        """Networks to train, by checkpoint name (variants may return several); applies ``network.init_from``."""
+        net = build_network(self.config.network)
+        if self.config.network.init_from is not None and not self.resume:
+            self.init_report = initialise_network(net, self.config.network.init_from, self.config.base_dir)
+        return {"model": net}
 
     def build_loss(self) -> nn.Module:
         ds = bool(self.config.network.kwargs.get("deep_supervision", False))
@@ -301,7 +308,9 @@ class Trainer:
                 "best_val_score": self.best_score if self.best_epoch else None,
                 "train_cases": [c["case"] for c in self.train_cases],
                 "val_cases": [c["case"] for c in self.val_cases],
+                **({"init_from": self.init_report} if self.init_report else {}),
             },
+            roi=cfg.roi.model_copy(update={"localiser": "localiser"}) if cfg.roi is not None else None,
         )
 
     def export(self) -> Path:
@@ -310,4 +319,5 @@ class Trainer:
         source = best if best.is_dir() else self.run_dir / "checkpoints" / "last"
         net = build_network(self.config.network)
         load_checkpoint(source, {"model": net})
-        return save_model_package(self.run_dir / "model", net, self.manifest(), force=True)
+        attachments = {"localiser": self.config.resolve(self.config.roi.localiser)} if self.config.roi is not None else None
+        return save_model_package(self.run_dir / "model", net, self.manifest(), force=True, attachments=attachments)

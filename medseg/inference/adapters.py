@@ -52,6 +52,10 @@ class OutputAdapter:
         """One name per probability channel (for ``--probabilities`` outputs and reports)."""
         raise NotImplementedError
 
+    def background_probabilities(self, channels: int) -> torch.Tensor:
+        """``(P,)`` probabilities of a voxel known to be background (outside a cascade's ROI); default zeros."""
+        return torch.zeros(channels)
+
     def training_target(self, label: torch.Tensor) -> torch.Tensor:
         """Label map as stored -> the target the loss expects (default: contiguous class indices)."""
         return self.value_to_index(label)
@@ -82,9 +86,16 @@ class SoftmaxLabels(OutputAdapter):
     def probability_names(self) -> list[str]:
         return list(self.labels.values())
 
+    def background_probabilities(self, channels: int) -> torch.Tensor:
+        out = torch.zeros(channels)
+        out[0] = 1.0  # label 0 (background) is always the first class
+        return out
+
 
 def create_adapter(output: dict[str, Any], labels: dict[int, str]) -> OutputAdapter:
     """Adapter for a package's ``output`` section (``{"kind": "labels", ...options}``)."""
+    import medseg.inference.postprocess  # noqa: F401  (registers the liver_tumor adapter)
+
     options = dict(output)
     kind = options.pop("kind", "labels")
     if kind not in _ADAPTERS:

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,6 +25,7 @@ from medseg.io.geometry import Geometry
 from medseg.io.image_io import check_output_geometry
 from medseg.transforms.loading import load_case_arrays
 from medseg.transforms.presets import IMAGE, intensity_transforms, spatial_transforms
+from medseg.transforms.slice_context import slice_context_transforms
 
 
 @dataclass
@@ -41,6 +43,8 @@ class Prediction:
     probabilities: np.ndarray | None
     geometry: Geometry
     timings: dict[str, float] = field(default_factory=dict)
+    #: extra facts about the run, e.g. a cascade's ``roi_box`` (``[[start, stop], ...]`` per axis)
+    info: dict[str, Any] = field(default_factory=dict)
 
 
 class Predictor:
@@ -79,12 +83,18 @@ class Predictor:
         self.roi_size = tuple(manifest.patch_size)
         self.spatial = Compose(spatial_transforms(manifest.preprocess, [IMAGE]))
         self.intensity = Compose(intensity_transforms(manifest.preprocess, [IMAGE]))
+        self.slice_context = Compose(slice_context_transforms(manifest.network, [IMAGE]))
         self.on_windows = on_windows
         self.on_start = on_start
+        self.cascade = None
+        if package.localiser is not None and manifest.roi is not None:
+            from medseg.inference.cascade import RoiCascade
+
+            self.cascade = RoiCascade(manifest.roi, Predictor(package.localiser, device, sw_batch_size=sw_batch_size))
 
     def preprocess(self, image: MetaTensor) -> MetaTensor:
         """``(C, I, J, K)`` image in its own grid -> network grid (canonical orientation, target spacing)."""
-        data = self.intensity(self.spatial({IMAGE: image}))
+        data = self.slice_context(self.intensity(self.spatial({IMAGE: image})))
         return data[IMAGE]
 
     def windows(self, preprocessed: torch.Tensor) -> int:
@@ -106,9 +116,17 @@ class Predictor:
         out.applied_operations = copy.deepcopy(preprocessed.applied_operations)
         return self.spatial.inverse({IMAGE: out})[IMAGE]
 
-    def predict_image(self, image: MetaTensor, geometry: Geometry, keep_probabilities: bool = False) -> Prediction:
-        """Predict an already loaded ``(C, I, J, K)`` image with its geometry."""
-        timings: dict[str, float] = {}
+    def input_grid_probabilities(
+        self, image: MetaTensor, geometry: Geometry
+    ) -> tuple[torch.Tensor, dict[str, float], dict[str, Any]]:
+        """``(P, I, J, K)`` probabilities in the input grid, timings and info; through the ROI cascade when the
+        package has a localiser (see :mod:`medseg.inference.cascade`)."""
+        if self.cascade is not None:
+            return self.cascade.probabilities(self, image, geometry)
+        return (*self.whole_image_probabilities(image, geometry), {})
+
+    def whole_image_probabilities(self, image: MetaTensor, geometry: Geometry) -> tuple[torch.Tensor, dict[str, float]]:
+        """Preprocess, sliding window and restore of the whole ``(C, I, J, K)`` image: ``(P, I, J, K)``, timings."""
         t0 = time.perf_counter()
         preprocessed = self.preprocess(image)
         if self.on_start is not None:
@@ -118,13 +136,18 @@ class Predictor:
         t2 = time.perf_counter()
         restored = self.restore(probs, preprocessed)
         check_output_geometry(restored.permute(1, 2, 3, 0), geometry, "restored probabilities")
-        labels = self.adapter.to_labels(restored.as_tensor()[None])[0].numpy()
-        t3 = time.perf_counter()
-        timings.update(preprocess=t1 - t0, network=t2 - t1, restore=t3 - t2)
+        return restored.as_tensor(), {"preprocess": t1 - t0, "network": t2 - t1, "restore": time.perf_counter() - t2}
+
+    def predict_image(self, image: MetaTensor, geometry: Geometry, keep_probabilities: bool = False) -> Prediction:
+        """Predict an already loaded ``(C, I, J, K)`` image with its geometry."""
+        probs, timings, info = self.input_grid_probabilities(image, geometry)
+        t0 = time.perf_counter()
+        labels = self.adapter.to_labels(probs[None])[0].cpu().numpy()
+        timings["labels"] = time.perf_counter() - t0
         top = int(labels.max()) if labels.size else 0
         labels = labels.astype(np.uint8 if top <= 255 else np.uint16)
-        probabilities = np.moveaxis(restored.numpy(), 0, -1).astype(np.float32) if keep_probabilities else None
-        return Prediction(labels, probabilities, geometry, timings)
+        probabilities = np.moveaxis(probs.cpu().numpy(), 0, -1).astype(np.float32) if keep_probabilities else None
+        return Prediction(labels, probabilities, geometry, timings, info)
 
     def load(self, images: Sequence[str | Path]) -> tuple[MetaTensor, Geometry]:
         """Read the modalities of one case (checked against the package's modality count)."""

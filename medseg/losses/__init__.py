@@ -3,5 +3,6 @@
 from __future__ import annotations
 
 from medseg.losses.registry import create_loss, list_losses, register_loss
+from medseg.losses import weighted_ce  # noqa: F401  (registers weighted_ce, hdenseunet)
 
 __all__ = ["create_loss", "list_losses", "register_loss"]

@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from medseg.losses.registry import register_loss
+
 LITS_CLASS_WEIGHTS = (0.78, 0.65, 8.57)  # background, liver, tumour
 
 
@@ -22,8 +24,11 @@ def _labels(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return target.long()
 
 
+@register_loss("weighted_ce")
 class WeightedCrossEntropyLoss(nn.Module):
     """``-(1/N) sum_i w[y_i] log softmax(z_i)[y_i]``: class-weighted cross-entropy averaged over voxels.
+
+    Registered as ``loss.name: weighted_ce`` (``loss.kwargs: {class_weights: [...]}``).
 
     The paper's (and code's) loss divides by the number of voxels ``N``. ``torch.nn.CrossEntropyLoss(weight=w)``
     with ``reduction="mean"`` divides by ``sum_i w[y_i]`` instead, which cancels the weights' overall scale and
@@ -76,10 +81,13 @@ class WeightedCrossEntropyLoss(nn.Module):
         return (per_voxel * valid).sum() / valid.sum().clamp(min=1)
 
 
+@register_loss("hdenseunet")
 class HDenseUNetLoss(nn.Module):
     """``L(HFF logits) + lambda_2d * L(2D logits)`` with ``L`` the weighted cross-entropy, on interior slices.
 
-    Takes :class:`medseg.networks.hdenseunet.HDenseUNet`'s training output ``[hff_logits, logits_2d]`` (a
+    Registered as ``loss.name: hdenseunet``; the trainer passes the network's list output to it untouched (it
+    is not a deep-supervision list: leave ``deep_supervision`` off). Takes
+    :class:`medseg.networks.hdenseunet.HDenseUNet`'s training output ``[hff_logits, logits_2d]`` (a
     single tensor is scored as HFF logits alone). Paper: ``lambda_2d = 0.5``; the released code trains on the
     HFF output only: ``lambda_2d=0``. The code scores only the interior slices of each chunk (its loss drops
     the first and last of 8 slices): ``edge_slices=1`` (the paper does not say; 0 scores all).

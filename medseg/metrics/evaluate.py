@@ -31,7 +31,7 @@ def evaluate_arrays(
     :mod:`medseg.metrics.surface` (never NaN).
     """
     if labels is None:
-        labels = sorted(set(np.unique(pred).tolist()) | set(np.unique(ref).tolist()) - {0})
+        labels = sorted((set(np.unique(pred).tolist()) | set(np.unique(ref).tolist())) - {0})
     counts = label_counts(pred, ref, labels).numpy()
     voxel_ml = float(np.prod(spacing)) / 1000.0
     rows = []

@@ -22,6 +22,7 @@ from monai.transforms import (
     EnsureTyped,
     NormalizeIntensityd,
     Orientationd,
+    RandCropByLabelClassesd,
     RandCropByPosNegLabeld,
     RandFlipd,
     RandGaussianNoised,
@@ -84,7 +85,12 @@ def preprocessing(cfg: PreprocessConfig, with_label: bool = False) -> Compose:
 
 
 def training_sampling(
-    patch_size: Sequence[int], samples: int, pos_fraction: float, augment: AugmentConfig, spatial_axes: Sequence[int] = (0, 1, 2)
+    patch_size: Sequence[int],
+    samples: int,
+    pos_fraction: float,
+    augment: AugmentConfig,
+    spatial_axes: Sequence[int] = (0, 1, 2),
+    class_ratios: Sequence[float] | None = None,
 ) -> Compose:
     """Random part of the training pipeline: foreground-oversampled patches, then MONAI augmentations.
 
@@ -93,14 +99,19 @@ def training_sampling(
         samples: patches drawn per volume.
         pos_fraction: fraction of patches centred on foreground.
         spatial_axes: axes along which flips are allowed (all three for 3D; the in-plane axes for 2D).
+        class_ratios: if given, patch centres are drawn per class with these ratios (class index = label
+            value's position) instead of foreground/background (``RandCropByLabelClassesd``).
     """
     keys = [IMAGE, LABEL]
     pos = max(pos_fraction, 0.0)
     neg = max(1.0 - pos_fraction, 0.0)
-    out: list[MapTransform] = [
-        SpatialPadd(keys=keys, spatial_size=list(patch_size), mode="constant"),
-        RandCropByPosNegLabeld(keys=keys, label_key=LABEL, spatial_size=list(patch_size), pos=pos, neg=neg, num_samples=samples, image_key=None),
-    ]
+    crop: MapTransform = (
+        RandCropByLabelClassesd(keys=keys, label_key=LABEL, spatial_size=list(patch_size), ratios=list(class_ratios),
+                                num_classes=len(class_ratios), num_samples=samples, image_key=None, warn=False)
+        if class_ratios is not None
+        else RandCropByPosNegLabeld(keys=keys, label_key=LABEL, spatial_size=list(patch_size), pos=pos, neg=neg, num_samples=samples, image_key=None)
+    )
+    out: list[MapTransform] = [SpatialPadd(keys=keys, spatial_size=list(patch_size), mode="constant"), crop]
     for axis in spatial_axes:
         if augment.flip > 0:
             out.append(RandFlipd(keys=keys, prob=augment.flip, spatial_axis=axis))

@@ -50,7 +50,7 @@ def test_predict_file_with_extras_then_evaluate(tmp_path: Path, tiny_run: Path, 
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader(csv_path.open()))
     assert [r["case"] for r in rows[:2]] == [label.name.replace(".nii.gz", "")] * 2
-    assert {r["case"] for r in rows[2:]} == {"mean", "std"}
+    assert {r["case"] for r in rows[2:]} == {"mean", "std", "global"}
     from medseg.metrics import dice
 
     expected = dice(labels, np.asarray(nib.load(str(label)).dataobj), [1])[1]

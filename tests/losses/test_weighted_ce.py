@@ -90,3 +90,16 @@ def test_bad_arguments_are_rejected() -> None:
         HDenseUNetLoss(edge_slices=2)(torch.zeros(1, 3, 4, 4, 4), torch.zeros(1, 1, 4, 4, 4))
     with pytest.raises(ValueError):
         HDenseUNetLoss()([torch.zeros(1, 3, 4, 4, 4)] * 3, torch.zeros(1, 1, 4, 4, 4))
+
+
+def test_losses_are_in_the_registry_and_the_hybrid_list_is_not_wrapped() -> None:
+    from medseg.losses import create_loss, list_losses
+
+    assert {"weighted_ce", "hdenseunet"} <= set(list_losses())
+    assert isinstance(create_loss("weighted_ce", class_weights=[1, 2]), WeightedCrossEntropyLoss)
+    hybrid = create_loss("hdenseunet", lambda_2d=0.5, edge_slices=0)
+    assert isinstance(hybrid, HDenseUNetLoss)
+    target = torch.zeros(1, 1, 4, 4, 4, dtype=torch.long)
+    outputs = [torch.randn(1, 3, 4, 4, 4), torch.randn(1, 3, 4, 4, 4)]
+    expected = hybrid.ce(outputs[0], target) + 0.5 * hybrid.ce(outputs[1], target)
+    torch.testing.assert_close(hybrid(outputs, target), expected)

@@ -11,7 +11,9 @@ class SliceWise(nn.Module):
 
     The wrapper moves ``slice_axis`` last, folds it into the batch, runs the 2D network on
     ``(B*S, C, H, W)`` and unfolds the result, so ``(B, C, X, Y, Z)`` in gives ``(B, C_out, X, Y, Z)`` out.
-    Deep-supervision lists are unfolded element by element.
+    Deep-supervision lists are unfolded element by element. For 2.5D input (each slice with its neighbours as
+    channels, ``network.slice_context``) the volume is stacked before patches or windows are taken, see
+    :mod:`medseg.transforms.slice_context`.
 
     Args:
         net: a 2D network ``(B, C, H, W) -> (B, C_out, H, W)``.
