@@ -8,12 +8,13 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 DEMO_OUT ?= medseg-demo
 
-.PHONY: demo test install install-test bench clean help
+.PHONY: demo test install install-test bench bench-tree-filter clean help
 
 help:
 	@echo "make demo   - create $(VENV), install medseg, run the built-in demo into ./$(DEMO_OUT)"
 	@echo "make test   - create $(VENV), install medseg with test extras, run the whole test suite"
-	@echo "make bench  - CPU ratio benchmarks against MONAI"
+	@echo "make bench  - CPU ratio benchmarks against MONAI (GPU: benchmarks/gpu.sh)"
+	@echo "make bench-tree-filter - DSAIF Max/Min-tree filter: higra vs scikit-image (benchmarks/README.md)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +31,10 @@ $(VENV)/.installed-test: pyproject.toml $(VENV)/.torch
 	$(PIP) install -e ".[test]"
 	@touch $@ $(VENV)/.installed
 
+$(VENV)/.installed-bench: pyproject.toml $(VENV)/.torch
+	$(PIP) install -e ".[bench]"
+	@touch $@ $(VENV)/.installed
+
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
@@ -39,8 +44,12 @@ demo: install
 test: install-test
 	$(BIN)/python -m pytest
 
-bench: install
+bench: $(VENV)/.installed-bench
 	$(BIN)/python -m benchmarks.run --device cpu
+
+bench-tree-filter: install
+	$(PIP) install -q "scikit-image>=0.22"
+	$(BIN)/python benchmarks/tree_filter.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info $(DEMO_OUT)

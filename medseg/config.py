@@ -29,19 +29,18 @@ class PreprocessConfig(Strict):
 
     ``intensity``: ``ct`` clips to ``ct_window`` then computes ``(x - ct_offset) / ct_scale`` (defaults: the
     window's lower bound and width, giving [0, 1]); ``mri`` z-scores each channel over its non-zero voxels;
-    ``minmax`` scales each channel of each volume to [0, 1] between its ``minmax_percentiles`` (default
-    (0, 100): the channel's minimum and maximum; e.g. (0.5, 99.5) is robust to hot spots; values outside are
-    clipped); ``none`` leaves intensities alone. Multi-modal inputs stack one channel per modality, then
-    apply the intensity preset per channel.
+    ``minmax`` clips each channel to its ``minmax_percentiles`` and rescales it to [0, 1] (MICDIR's
+    preprocessing: 0.01 % and 99.99 %); ``none`` leaves intensities alone. Multi-modal inputs stack one channel per modality, then apply the
+    intensity preset per channel.
     """
 
-    intensity: Literal["ct", "mri", "minmax", "none"] = "ct"
+    intensity: Literal["ct", "mri", "none", "minmax"] = "ct"
     ct_window: tuple[float, float] = (-1000.0, 1000.0)
     ct_offset: float | None = None
     ct_scale: float | None = None
-    minmax_percentiles: tuple[float, float] = (0.0, 100.0)
     target_spacing: tuple[float, float, float] | None = None
     orientation: str = "RAS"
+    minmax_percentiles: tuple[float, float] = (0.01, 99.99)
 
     @field_validator("ct_window")
     @classmethod
@@ -52,9 +51,9 @@ class PreprocessConfig(Strict):
 
     @field_validator("minmax_percentiles")
     @classmethod
-    def _percentiles_ordered(cls, v: tuple[float, float]) -> tuple[float, float]:
-        if not 0.0 <= v[0] < v[1] <= 100.0:
-            raise ValueError("need 0 <= lower < upper <= 100")
+    def _percentiles(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not 0 <= v[0] < v[1] <= 100:
+            raise ValueError("needs 0 <= lower < upper <= 100")
         return v
 
     @field_validator("orientation")
@@ -93,6 +92,9 @@ class DataConfig(Strict):
     val_fraction: float = Field(0.2, ge=0.0, lt=1.0)
     val_cases: list[str] | None = None
     cache: bool = True
+    #: semi-supervised mode only: a folder of images or a dataset.json whose cases are all used unlabelled
+    #: (labels there are ignored and never read); cases of ``dataset`` without a label are unlabelled too
+    unlabelled: str | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> DataConfig:
@@ -232,6 +234,105 @@ class InferenceConfig(Strict):
     tta: bool = False
 
 
+class RampUpConfig(Strict):
+    """Ramp-up of the unsupervised weight over training iterations: ``w(t) = weight * f(r)`` with
+    ``r = min(floor(t / step) * step / iterations, 1)``; ``f``: ``sigmoid`` ``exp(-5 (1 - r)^2)`` (Laine &
+    Aila; DSAIF code: step 150, 40 steps = 6000 iterations), ``linear`` ``r``, ``cosine``
+    ``(1 - cos(pi r)) / 2``, ``constant`` 1."""
+
+    shape: Literal["sigmoid", "linear", "cosine", "constant"] = "sigmoid"
+    iterations: int = Field(6000, ge=0)
+    step: int = Field(150, ge=1)
+
+
+class ViewsConfig(Strict):
+    """How the two networks' inputs are drawn from one crop (DSAIF code defaults).
+
+    With probability ``prob`` the crop gets perturbed views (else both networks see it as is): each view
+    its own gamma contrast (``gamma_prob``, uniform in ``gamma_range``), then the perturbation; with
+    ``rotate`` the second network's view is turned by k x 90 degrees (k uniform in 0..3) in ``rotate_axes``
+    (default: the last two spatial axes that are not the slice axis) and its output turned back.
+    ``labelled_too``: labelled crops get views as well (code), else only unlabelled ones.
+    """
+
+    prob: float = Field(0.5, ge=0, le=1)
+    gamma_prob: float = Field(0.5, ge=0, le=1)
+    gamma_range: tuple[float, float] = (0.5, 1.5)
+    rotate: bool = True
+    rotate_axes: tuple[int, int] | None = None
+    labelled_too: bool = True
+
+    @field_validator("gamma_range")
+    @classmethod
+    def _gamma(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not 0 < v[0] <= v[1]:
+            raise ValueError("needs 0 < low <= high")
+        return v
+
+
+class DsaifViewsConfig(Strict):
+    """Max-tree / Min-tree views (``perturbation: dsaif``); filter settings as ``medseg.transforms.tree_filter``.
+
+    ``scope: patch`` (paper) filters each crop after cropping (gamma before quantisation, crop scaled by
+    the whole volume's range); ``scope: volume`` filters each whole preprocessed volume once per tree
+    (cached; ``cache_dir`` keeps the results on disk for later runs), crops the filtered volumes at the
+    same place and applies the gamma afterwards (faster; areas are those of whole-volume components).
+    ``swap_prob``: probability that network 1 gets the Min-tree view and network 2 the Max-tree view.
+    """
+
+    scope: Literal["patch", "volume"] = "patch"
+    swap_prob: float = Field(0.5, ge=0, le=1)
+    min_area: int = Field(50, ge=0)
+    levels: int | None = Field(256, ge=2)
+    rounding: Literal["floor", "nearest"] = "floor"
+    connectivity: int | None = Field(None, ge=1, le=3)
+    cache_dir: str | None = None
+
+
+class NoiseViewsConfig(Strict):
+    """Gaussian noise views (``perturbation: noise``): std and clip as fractions of the volume's range."""
+
+    std: float = Field(0.1, ge=0)
+    clip: float = Field(0.2, gt=0)
+
+
+class SemiSupervisedConfig(Strict):
+    """Semi-supervised mutual training (``task: semi_supervised``, :mod:`medseg.engine.semisup`).
+
+    Two networks (``network`` and ``second_network``, default the same architecture) learn from labelled
+    crops (the pipeline's ``loss``) and from each other's hard pseudo-labels on differently perturbed
+    views of unlabelled crops (cross pseudo supervision, weighted by ``unsupervised_weight`` x ramp-up).
+
+    ``labelled``: keep the labels of only this fraction (0 < x < 1) or count (>= 1) of the training cases
+    (seeded choice; validation cases are labelled ones set aside first), or of the cases named in a list
+    (e.g. a paper's partition); the others are used unlabelled and their labels never read. ``perturbation``: ``dsaif`` (Max-/Min-tree views), ``noise``, ``plain``
+    (same view, except the rotation), or ``none`` (labelled-only training of both networks, no unlabelled
+    data). ``export``: the model package holds the ``better`` network (best validation Dice of each) or
+    the ``ensemble`` (their mean softmax, registered network ``ensemble``).
+    """
+
+    second_network: NetworkConfig | None = None
+    labelled: int | float | list[str] | None = None
+    perturbation: Literal["dsaif", "noise", "plain", "none"] = "dsaif"
+    views: ViewsConfig = Field(default_factory=ViewsConfig)
+    dsaif: DsaifViewsConfig = Field(default_factory=DsaifViewsConfig)
+    noise: NoiseViewsConfig = Field(default_factory=NoiseViewsConfig)
+    unsupervised_weight: float = Field(1.0, ge=0)
+    rampup: RampUpConfig = Field(default_factory=RampUpConfig)
+    poly_per_iteration: bool = True
+    export: Literal["better", "ensemble"] = "better"
+
+    @field_validator("labelled")
+    @classmethod
+    def _labelled(cls, v: int | float | list[str] | None) -> int | float | list[str] | None:
+        if isinstance(v, list):
+            if not v:
+                raise ValueError("give at least one case name")
+        elif v is not None and (v <= 0 or (isinstance(v, float) and v >= 1)):
+            raise ValueError("give a fraction between 0 and 1, a count >= 1 or a list of case names")
+        return v
+
+
 class PipelineConfig(Strict):
     """A whole pipeline YAML."""
 
@@ -248,9 +349,18 @@ class PipelineConfig(Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     inference: InferenceConfig = Field(default_factory=InferenceConfig)
     roi: RoiConfig | None = None
+    semi_supervised: SemiSupervisedConfig | None = None
 
     #: folder of the YAML file, for relative dataset paths (not part of the YAML)
     base_dir: Path | None = Field(None, exclude=True)
+
+    @model_validator(mode="after")
+    def _semi_supervised_keys(self) -> PipelineConfig:
+        if self.task != "semi_supervised" and (self.semi_supervised is not None or self.data.unlabelled is not None):
+            raise ValueError("semi_supervised and data.unlabelled need task: semi_supervised")
+        if self.task == "semi_supervised" and (self.roi is not None or self.network.slice_context):
+            raise ValueError("task: semi_supervised does not support roi or network.slice_context yet")
+        return self
 
     def resolve(self, path: str) -> Path:
         p = Path(path).expanduser()

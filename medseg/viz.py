@@ -40,11 +40,8 @@ def save_preview(
         labels: ``(I, J, K)`` label map in the same geometry, or ``None``.
         window: display intensity range (default: 1st-99th percentile).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
+    from matplotlib.figure import Figure  # no pyplot: leaves the caller's backend (e.g. a notebook's) alone
 
     img, affine = reorient(np.asarray(image, dtype=np.float32), geometry.affine, "RAS")
     lab = reorient(np.asarray(labels), geometry.affine, "RAS")[0] if labels is not None else np.zeros(img.shape, np.uint8)
@@ -57,7 +54,8 @@ def save_preview(
         ("sagittal", img[cx, :, :].T, lab[cx, :, :].T, spacing[2] / spacing[1]),
     ]
     colours = ListedColormap(list(LABEL_COLOURS))
-    fig, axes = plt.subplots(1, 3, figsize=(11, 4), dpi=100)
+    fig = Figure(figsize=(11, 4), dpi=100)
+    axes = fig.subplots(1, 3)
     for ax, (name, im, lb, aspect) in zip(axes, views):
         ax.imshow(im, cmap="gray", vmin=lo, vmax=hi, origin="lower", aspect=aspect, interpolation="nearest")
         colour_index = np.ma.masked_where(lb == 0, (lb.astype(np.int64) - 1) % 7 + 1)
@@ -69,5 +67,4 @@ def save_preview(
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
-    plt.close(fig)
     return Path(path)

@@ -4,18 +4,23 @@ One case: ``-i`` image files (one per modality) or a DICOM series folder; ``-o``
 DICOM SEG, or a folder. Batch: ``-i`` a folder of cases (image files and/or DICOM series sub-folders) or
 a list file, ``-o`` a folder; outputs that exist are skipped (``--force`` redoes them), a failing case is
 logged and the batch goes on, ``summary.csv`` lists every case, and the exit code is 1 if any case failed.
+``--layout NAME`` reads a folder as a registered dataset layout (e.g. BraTS case folders); ``--extra NAME=PATH``
+writes an output the model's head offers (e.g. a nested BraTS model's WT/TC/ET masks).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import replace
 from pathlib import Path
 
 import typer
 
+from medseg.engine import distributed
 from medseg.engine.device import resolve_device
-from medseg.engine.package import describe, load_model_package, read_manifest
+from medseg.data.registry import load_layout
+from medseg.engine.package import ModelPackage, describe, load_model_package, read_manifest
 from medseg.engine.progress import console, make_progress
 from medseg.errors import MedsegInputError, MedsegOutputError
 from medseg.inference.batch import (
@@ -27,8 +32,8 @@ from medseg.inference.batch import (
     targets_for_file,
     targets_in_folder,
 )
-from medseg.inference.cases import batch_cases, is_list_file, single_case
-from medseg.inference.outputs import preflight
+from medseg.inference.cases import CaseSource, batch_cases, is_list_file, single_case
+from medseg.inference.outputs import CaseTargets, preflight
 from medseg.inference.predictor import Predictor
 from medseg.io.atomic import ensure_writable_dir, full_suffix
 from medseg.io.dicom import is_dicom_folder
@@ -63,6 +68,44 @@ def _single_output_kind(output: Path, output_format: str | None) -> tuple[str, b
     return fmt, not is_file
 
 
+def layout_cases(folder: Path, layout: str) -> list[CaseSource]:
+    """Cases of a folder read as a registered layout (one image per modality; labels, if any, ignored)."""
+    if not folder.is_dir():
+        raise MedsegInputError(folder, "--layout needs one folder as input")
+    try:
+        cases = [CaseSource(c["case"], tuple(Path(p) for p in c["image"])) for c in load_layout(layout, folder)]
+    except KeyError as exc:
+        raise MedsegInputError(None, f"--layout: {exc.args[0]}") from None
+    if not cases:
+        raise MedsegInputError(folder, f"no cases of layout '{layout}' found")
+    return cases
+
+
+def parse_extras(values: list[str] | None) -> dict[str, Path]:
+    """``["regions=out/regions.nii.gz"]`` -> ``{"regions": Path(...)}`` (``--extra NAME=PATH``)."""
+    extras: dict[str, Path] = {}
+    for value in values or []:
+        name, sep, path = value.partition("=")
+        if not sep or not name.strip() or not path.strip():
+            raise MedsegInputError(None, f"--extra: expected NAME=PATH (e.g. regions=regions.nii.gz), got '{value}'")
+        if name.strip() in extras:
+            raise MedsegInputError(None, f"--extra: '{name.strip()}' given twice")
+        extras[name.strip()] = Path(path.strip())
+    return extras
+
+
+def _check_extras(extras: dict[str, Path], package: ModelPackage) -> None:
+    available = package.adapter.extra_outputs()
+    for name in extras:
+        if name not in available:
+            offered = ", ".join(f"{k} ({v})" for k, v in available.items()) or "none"
+            raise MedsegInputError(None, f"--extra {name}: model '{package.manifest.name}' (output kind '{package.adapter.kind}') offers no such output; available: {offered}")
+
+
+def _with_extras(targets: CaseTargets, extras: dict[str, Path]) -> CaseTargets:
+    return dataclasses.replace(targets, extras=dict(extras)) if extras else targets
+
+
 def predict(
     inputs: list[Path] = typer.Option(..., "-i", "--input", help="Image file (repeat -i per modality), a DICOM series folder, a folder of cases, or a list file (.txt/.csv)."),
     output: Path = typer.Option(..., "-o", "--output", help="Output label file (.nii.gz, .nrrd, ...), DICOM SEG (.dcm), or folder (always a folder in batch mode)."),
@@ -84,26 +127,38 @@ def predict(
         "into the model's order. Without it, give -i in the model's order (medseg.json 'modalities'); file names that "
         "name a modality are checked against it.",
     ),
+    layout: str | None = typer.Option(None, "--layout", help="Read a folder input as a registered dataset layout, e.g. brats (one folder per case: *_t1, *_t1ce, *_t2, *_flair)."),
+    extra: list[str] | None = typer.Option(None, "--extra", help="Also write an output the model's head offers, as NAME=PATH (repeatable), e.g. regions=regions.nii.gz for nested BraTS models (WT, TC, ET masks, channels last); a folder in batch mode."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    plan: bool = typer.Option(False, "--plan", help="Print the memory plan of each case (from the headers) and exit."),
+    compile: bool = typer.Option(False, "--compile", help="torch.compile the network (the first window batch pays the compile time)."),
 ) -> None:
-    """Segment one case or a batch of cases; outputs keep the input's shape, affine and voxel size."""
+    """Segment one case or a batch of cases; outputs keep the input's shape, affine and voxel size.
+
+    Under torchrun, a batch of cases is split across the processes (one GPU each; summary.rankN.csv per rank).
+    """
     if output_format is not None and output_format not in OUTPUT_FORMATS:
         raise MedsegOutputError(f"--output-format {output_format}: expected one of {', '.join(OUTPUT_FORMATS)}")
+    extras = parse_extras(extra)
+    folder_extras = lambda c: {n: folder / f"{c.name}.nii.gz" for n, folder in extras.items()}  # noqa: E731
     first = inputs[0]
-    batch = len(inputs) == 1 and ((first.is_dir() and not is_dicom_folder(first)) or is_list_file(first))
+    if layout is not None and len(inputs) != 1:
+        raise MedsegInputError(first, "--layout needs one folder as input")
+    batch = len(inputs) == 1 and ((first.is_dir() and not is_dicom_folder(first)) or is_list_file(first) or layout is not None)
     if batch:
         if series_uid is not None:
             raise MedsegInputError(first, "--series-uid selects a series of one DICOM folder; it does not apply to a batch")
         if modalities is not None:
             raise MedsegInputError(first, "--modalities names the -i files of one case; in a batch, file names give the modality (case_fat, case_wat, ... or case_0000, case_0001, ...)")
         cases = batch_cases(first, read_manifest(resolve_model(model)).modalities)
+        cases = batch_cases(first) if layout is None else layout_cases(first, layout)
         fmt, report = output_format or "nifti", True if report is None else report
         ensure_writable_dir(output)
-        for extra in (probabilities, preview, stats):
-            if extra is not None:
-                ensure_writable_dir(extra)
-        targets = lambda case: targets_in_folder(output, case.name, fmt, report, uncertainty, probabilities, preview, stats)  # noqa: E731
+        for extra_dir in (probabilities, preview, stats, *extras.values()):
+            if extra_dir is not None:
+                ensure_writable_dir(extra_dir)
+        targets = lambda case: _with_extras(targets_in_folder(output, case.name, fmt, report, uncertainty, probabilities, preview, stats), folder_extras(case))  # noqa: E731
     else:
         case = single_case(list(inputs))
         if case.dicom and modalities is not None:
@@ -113,9 +168,14 @@ def predict(
         report = bool(report)
         if to_folder:
             ensure_writable_dir(output)
-            targets = lambda c: targets_in_folder(output, c.name, fmt, report, uncertainty)  # noqa: E731
+            for extra_dir in extras.values():
+                ensure_writable_dir(extra_dir)
+            targets = lambda c: _with_extras(targets_in_folder(output, c.name, fmt, report, uncertainty), folder_extras(c))  # noqa: E731
         else:
-            targets = lambda c: targets_for_file(output, fmt, report, uncertainty, probabilities, preview, stats)  # noqa: E731
+            for path in extras.values():
+                if full_suffix(path).lower() not in IMAGE_SUFFIXES:
+                    raise MedsegOutputError(f"{path}: --extra output needs an image extension ({', '.join(IMAGE_SUFFIXES)})")
+            targets = lambda c: _with_extras(targets_for_file(output, fmt, report, uncertainty, probabilities, preview, stats), extras)  # noqa: E731
         if fmt != "nifti" and not case.dicom:
             raise MedsegInputError(case.paths[0], "DICOM SEG output needs a DICOM series folder as input (use --output-format nifti)")
         preflight(list(requested_paths(targets(case))), force)
@@ -124,14 +184,28 @@ def predict(
 
         require_pydicom()
 
+    if batch:
+        cases = distributed.shard(cases)  # under torchrun: every WORLD_SIZE-th case from RANK
     dev, reason = resolve_device(device)
+    dev = distributed.local_device(dev)
     if device == "auto" and not quiet:
         console.print(f"device: {reason}")
     package = load_model_package(resolve_model(model), dev)
     if not batch and not cases[0].dicom:  # one case: files into the model's modality order (checked by name)
         cases = [replace(cases[0], paths=tuple(case_files(cases[0].paths, modalities, package.manifest.modalities)))]
+    _check_extras(extras, package)
+    if not quiet and package.adapter.describe():
+        console.print(package.adapter.describe())
     with make_progress(not quiet) as bar:
         predictor = Predictor(package, dev, overlap, sw_batch_size, tta)
+        predictor.compile = compile
+        if plan:
+            for source in cases:
+                if source.dicom:  # no header-only geometry for a DICOM series
+                    typer.echo(f"{source.name}: --plan reads NIfTI/NRRD headers only; skipped (DICOM series)")
+                    continue
+                typer.echo(f"{source.name}:\n{predictor.plan_files(list(source.paths), probabilities is not None).format()}")
+            return
         task = bar.add_task("predict", total=None, status="")
         predictor.on_start = lambda total: bar.reset(task, total=total)
         predictor.on_windows = lambda n: bar.update(task, advance=n)
@@ -145,12 +219,13 @@ def predict(
             elif not quiet:
                 console.print(f"done {run.case} ({run.timings.get('total', 0.0):.1f} s)")
 
-        runs = run_cases(context, cases, targets, batch, force, output / "summary.csv" if batch else None, log)
+        summary_name = "summary.csv" if distributed.world_size() == 1 else f"summary.rank{distributed.rank()}.csv"
+        runs = run_cases(context, cases, targets, batch, force, output / summary_name if batch else None, log)
     failed = [r for r in runs if r.status == "failed"]
     if batch:
         ok = sum(r.status == "ok" for r in runs)
         skipped = sum(r.status == "skipped" for r in runs)
-        console.print(f"{ok} done, {skipped} skipped, {len(failed)} failed: {output / 'summary.csv'}")
+        console.print(f"{ok} done, {skipped} skipped, {len(failed)} failed: {output / summary_name}")
     if failed:
         raise typer.Exit(1)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from medseg.config import load_pipeline
+from medseg.engine import distributed
 from medseg.engine.stages import is_staged, run_stages
 from medseg.engine.variants import create_trainer
 from medseg.errors import MedsegConfigError
@@ -23,15 +24,27 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
     stage: str | None = typer.Option(None, "--stage", help="Staged pipeline (with 'stages:'): run only this stage into OUT/STAGE."),
 ) -> None:
-    """Train from a pipeline YAML; the best model is exported to OUT/model (OUT/<stage>/model per stage)."""
+    """Train from a pipeline YAML; the best model is exported to OUT/model (OUT/<stage>/model per stage).
+
+    Multi-GPU / multi-node: start it with torchrun (DDP; rank 0 logs, checkpoints and exports), e.g.
+    ``torchrun --nproc_per_node=4 -m medseg train CONFIG -o RUN``.
+    """
     if is_staged(config):
-        summary = run_stages(config, out, stage, device=device, resume=resume, epochs=epochs, force=force, progress=not quiet)
-        typer.echo(json.dumps(summary, indent=2))
-        typer.echo(f"model package: {summary['model']}")
+        try:
+            summary = run_stages(config, out, stage, device=device, resume=resume, epochs=epochs, force=force, progress=not quiet)
+        finally:
+            distributed.finish()
+        if distributed.is_main():
+            typer.echo(json.dumps(summary, indent=2))
+            typer.echo(f"model package: {summary['model']}")
         return
     if stage is not None:
         raise MedsegConfigError(f"--stage: {config} is not a staged pipeline (it has no 'stages:' list)")
     pipeline = load_pipeline(config)
-    summary = create_trainer(pipeline, out, device=device, resume=resume, epochs=epochs, force=force, progress=not quiet).fit()
-    typer.echo(json.dumps(summary, indent=2))
-    typer.echo(f"model package: {summary['model']}")
+    try:
+        summary = create_trainer(pipeline, out, device=device, resume=resume, epochs=epochs, force=force, progress=not quiet).fit()
+    finally:
+        distributed.finish()
+    if distributed.is_main():
+        typer.echo(json.dumps(summary, indent=2))
+        typer.echo(f"model package: {summary['model']}")

@@ -2,9 +2,11 @@
 
 Conventions:
 
-- ``"2018"`` (BraTS 2017-2020): 0 background, 1 necrosis / non-enhancing core (NCR/NET), 2 oedema (ED),
+- ``"2018"`` (BraTS 2017-2021): 0 background, 1 necrosis / non-enhancing core (NCR/NET), 2 oedema (ED),
   4 enhancing tumour (ET).
-- ``"2021"`` (BraTS 2021 and later releases): the same classes with enhancing tumour stored as 3.
+- ``"2023"`` (BraTS 2023 and later releases, e.g. BraTS-GLI): the same classes with enhancing tumour stored as 3.
+
+(The Decathlon's Task01_BrainTumour is *not* a BraTS convention: it stores 1 oedema, 2 non-enhancing, 3 enhancing.)
 
 Levels (the nested order used by both heads of :mod:`medseg.networks.nested_resunet`): 0 background,
 1 oedema, 2 necrosis/NCR, 3 enhancing. Regions: WT = level >= 1 = {1, 2, 4}, TC = level >= 2 = {1, 4},
@@ -18,12 +20,13 @@ Example:
     >>> labels = np.array([0, 1, 2, 4])
     >>> labels_to_levels(labels, "2018").tolist()
     [0, 2, 1, 3]
-    >>> levels_to_labels(labels_to_levels(labels, "2018"), "2021").tolist()
+    >>> levels_to_labels(labels_to_levels(labels, "2018"), "2023").tolist()
     [0, 1, 2, 3]
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -37,7 +40,7 @@ Array = TypeVar("Array", np.ndarray, torch.Tensor)
 REGION_NAMES = ("WT", "TC", "ET")
 LEVEL_NAMES = ("background", "oedema", "necrosis/non-enhancing core", "enhancing tumour")
 # label value of each level, per convention
-LEVEL_TO_LABEL = {"2018": (0, 2, 1, 4), "2021": (0, 2, 1, 3)}
+LEVEL_TO_LABEL = {"2018": (0, 2, 1, 4), "2023": (0, 2, 1, 3)}
 CONVENTIONS = tuple(LEVEL_TO_LABEL)
 
 
@@ -46,7 +49,7 @@ class ConventionReport:
     """Which BraTS convention a label map follows.
 
     Attributes:
-        convention: ``"2018"`` or ``"2021"``.
+        convention: ``"2018"`` or ``"2023"``.
         ambiguous: True when neither 3 nor 4 occurs (the default ``"2018"`` was assumed).
         message: one line for logs and the CLI.
     """
@@ -71,7 +74,7 @@ def _check_convention(convention: str) -> str:
 def detect_convention(labels: np.ndarray | torch.Tensor, default: str = "2018") -> ConventionReport:
     """Detect the convention of a BraTS label map from the values it contains.
 
-    A 4 means ``"2018"``, a 3 means ``"2021"``; neither (no enhancing tumour, or no tumour) is ambiguous and
+    A 4 means ``"2018"``, a 3 means ``"2023"``; neither (no enhancing tumour, or no tumour) is ambiguous and
     ``default`` is assumed (and said so in the message).
 
     Raises:
@@ -87,10 +90,24 @@ def detect_convention(labels: np.ndarray | torch.Tensor, default: str = "2018") 
     if 4 in values:
         return ConventionReport("2018", False, "BraTS 2018 convention (enhancing tumour = 4)")
     if 3 in values:
-        return ConventionReport("2021", False, "BraTS 2021 convention (enhancing tumour = 3)")
+        return ConventionReport("2023", False, "BraTS 2023 convention (enhancing tumour = 3)")
     return ConventionReport(
         default, True, f"no enhancing-tumour label (3 or 4) present: assumed the BraTS {default} convention"
     )
+
+
+def convention_of_labels(values: Iterable[int]) -> str:
+    """The convention of a label *set* (a model's or pipeline's labels): ``{0, 1, 2, 4}`` -> ``"2018"``,
+    ``{0, 1, 2, 3}`` -> ``"2023"``.
+
+    Raises:
+        ValueError: any other set.
+    """
+    found = {int(v) for v in values}
+    for convention, labels in LEVEL_TO_LABEL.items():
+        if found == set(labels):
+            return convention
+    raise ValueError(f"labels {sorted(found)} are not a BraTS label set ({{0, 1, 2, 4}} or {{0, 1, 2, 3}})")
 
 
 def _lookup(values: Array, table: list[int]) -> Array:
@@ -105,7 +122,7 @@ def labels_to_levels(labels: Array, convention: str = "auto") -> Array:
 
     Args:
         labels: integer label map (any shape).
-        convention: ``"2018"``, ``"2021"`` or ``"auto"`` (:func:`detect_convention`, ambiguous -> 2018).
+        convention: ``"2018"``, ``"2023"`` or ``"auto"`` (:func:`detect_convention`, ambiguous -> 2018).
 
     Raises:
         MedsegInputError: a value that the convention does not use.
@@ -124,7 +141,7 @@ def labels_to_levels(labels: Array, convention: str = "auto") -> Array:
 
 
 def levels_to_labels(levels: Array, convention: str = "2018") -> Array:
-    """Levels 0..3 -> BraTS labels of ``convention`` (``"2018"``: 0, 2, 1, 4; ``"2021"``: 0, 2, 1, 3), int64."""
+    """Levels 0..3 -> BraTS labels of ``convention`` (``"2018"``: 0, 2, 1, 4; ``"2023"``: 0, 2, 1, 3), int64."""
     bad = sorted(_unique(levels) - {0, 1, 2, 3})
     if bad:
         raise ValueError(f"levels must be in 0..3, got values {bad}")

@@ -6,8 +6,8 @@ no download. From these we build:
 
 - tissue labels (:data:`TISSUE_LABELS`): 0 background (outside nilearn's brain mask), then inside the
   brain the most probable of 1 CSF/other (``1 - GM - WM``), 2 grey matter, 3 white matter;
-- subjects: the template pulled back through a random smooth diffeomorphism (a cubic B-spline velocity
-  field integrated by scaling and squaring, optionally composed with a small affine), with a bias
+- subjects: the template pulled back through a random smooth diffeomorphism (a Gaussian-smoothed random
+  velocity field integrated by scaling and squaring, optionally composed with a small affine), with a bias
   field, a gamma change and noise, then min-max normalised after 0.01 % percentile clipping (MICDIR's
   preprocessing); labels travel with each image through the same deformation (nearest neighbour);
 - two contrasts: ``"t1"`` (the template's intensities) and ``"t2"`` (synthesised from the warped tissue
@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from monai.transforms import ScaleIntensityRangePercentiles
 
+from medseg.data.synthetic import bias_field, smooth_noise
 from medseg.networks.blocks.registration import DiffeomorphicIntegration, identity_grid, warp, warp_labels
 
 TISSUE_LABELS: dict[int, str] = {0: "background", 1: "csf_other", 2: "grey_matter", 3: "white_matter"}
@@ -139,18 +140,19 @@ def load_mni152(
 
 @dataclass(frozen=True)
 class DeformationSpec:
-    """Random smooth deformation: cubic B-spline velocity on a control grid, scaling and squaring.
+    """Random smooth deformation: a Gaussian-smoothed random velocity field, scaling and squaring.
 
     Attributes:
         max_displacement_mm: the velocity's largest vector length is drawn in [0.5, 1] times this.
-        control_spacing_mm: B-spline control-point spacing (larger: smoother).
+        smoothness_mm: standard deviation of the Gaussian that smooths the white-noise velocity (larger:
+            smoother, more global deformations).
         integration_steps: squarings (7).
         max_rotation_deg / max_scaling: optional affine part (uniform per axis in +/- these), composed after
             the smooth part about the grid centre.
     """
 
     max_displacement_mm: float = 8.0
-    control_spacing_mm: float = 32.0
+    smoothness_mm: float = 16.0
     integration_steps: int = 7
     max_rotation_deg: float = 0.0
     max_scaling: float = 0.0
@@ -158,37 +160,23 @@ class DeformationSpec:
 
 #: Large, smooth deformations and small, more local ones.
 DEFORMATIONS: dict[str, DeformationSpec] = {
-    "large": DeformationSpec(max_displacement_mm=8.0, control_spacing_mm=32.0),
-    "small": DeformationSpec(max_displacement_mm=3.0, control_spacing_mm=16.0),
+    "large": DeformationSpec(max_displacement_mm=8.0, smoothness_mm=16.0),
+    "small": DeformationSpec(max_displacement_mm=3.0, smoothness_mm=8.0),
 }
 
 
 @dataclass(frozen=True)
 class IntensitySpec:
-    """Per-image intensity changes: multiplicative bias field, gamma, Gaussian noise, then normalisation."""
+    """Per-image intensity changes: multiplicative bias field, gamma, Gaussian noise, then normalisation.
 
-    bias_strength: float = 0.3
-    bias_spacing_mm: float = 64.0
+    ``bias_strength`` is the standard deviation of the bias field's logarithm (see
+    :func:`medseg.data.synthetic.bias_field`), smoothed with a Gaussian of ``bias_smoothness_mm``.
+    """
+
+    bias_strength: float = 0.12
+    bias_smoothness_mm: float = 32.0
     gamma_range: tuple[float, float] = (0.75, 1.35)
     noise_std: float = 0.02
-
-
-def bspline_noise(shape: Sequence[int], spacing_vox: float, channels: int, rng: np.random.Generator) -> np.ndarray:
-    """``(channels, *shape)`` smooth field: random control points on a grid ``spacing_vox`` apart,
-    interpolated with the cubic B-spline basis (C2-smooth, zero mean, roughly unit variance)."""
-    if spacing_vox <= 0:
-        raise ValueError(f"control point spacing must be positive, got {spacing_vox}")
-
-    def basis(n: int) -> np.ndarray:
-        count = int(np.ceil((n - 1) / spacing_vox)) + 3
-        t = np.abs(np.arange(n)[:, None] / spacing_vox - (np.arange(count)[None, :] - 1))
-        return np.where(t < 1, 2 / 3 - t**2 + t**3 / 2, np.where(t < 2, (2 - t) ** 3 / 6, 0.0))
-
-    mats = [basis(int(n)) for n in shape]
-    field = rng.standard_normal((channels, *[m.shape[1] for m in mats]))
-    for axis, m in enumerate(mats):
-        field = np.moveaxis(np.tensordot(m, field, axes=([1], [axis + 1])), 0, axis + 1)
-    return field.astype(np.float32)
 
 
 def random_deformation(
@@ -196,7 +184,8 @@ def random_deformation(
 ) -> np.ndarray:
     """``(3, *shape)`` pull-back displacement (voxels) of a random diffeomorphism (see :class:`DeformationSpec`)."""
     spacing = np.asarray(spacing_mm, dtype=np.float64)
-    velocity_mm = bspline_noise(shape, spec.control_spacing_mm / float(spacing.mean()), 3, rng)
+    sigma = [0.0, *(spec.smoothness_mm / spacing)]
+    velocity_mm = smooth_noise((3, *shape), sigma, rng)
     amplitude = rng.uniform(0.5, 1.0) * spec.max_displacement_mm
     velocity_mm *= np.float32(amplitude / max(float(np.sqrt((velocity_mm**2).sum(0)).max()), 1e-6))
     velocity = velocity_mm / spacing.astype(np.float32)[:, None, None, None]
@@ -231,10 +220,8 @@ def apply_intensity(
     image: np.ndarray, spacing_mm: Sequence[float], spec: IntensitySpec, rng: np.random.Generator
 ) -> np.ndarray:
     """Bias field (``exp`` of a smooth field in +/- ``bias_strength``), gamma, noise, percentile min-max to [0, 1]."""
-    spacing = float(np.mean(spacing_mm))
-    bias = bspline_noise(image.shape, spec.bias_spacing_mm / spacing, 1, rng)[0]
-    bias = bias / max(float(np.abs(bias).max()), 1e-6) * spec.bias_strength
-    out = np.clip(image * np.exp(bias), 0.0, None)
+    sigma = [spec.bias_smoothness_mm / float(s) for s in spacing_mm]
+    out = np.clip(image * bias_field(image.shape, rng, spec.bias_strength, sigma), 0.0, None)
     out = (out / max(float(out.max()), 1e-6)) ** rng.uniform(*spec.gamma_range)
     out = out + rng.normal(0.0, spec.noise_std, size=out.shape)
     return np.asarray(_NORMALISE(out.astype(np.float32)), dtype=np.float32)
@@ -344,6 +331,7 @@ def write_pairs(
     seed: int = 0,
     template: MNI152Template | None = None,
     force: bool = False,
+    n_test: int = 0,
     **pair_kwargs: object,
 ) -> Path:
     """Write ``n_pairs`` pairs as NIfTI and a ``pairs.json`` index; returns the index's path.
@@ -351,10 +339,12 @@ def write_pairs(
     Layout: ``pair_000/{fixed,moving,fixed_labels,moving_labels}.nii.gz``; ``pairs.json`` holds
     ``{"labels": {...}, "pairs": [{"fixed": ..., "moving": ..., "fixed_labels": ..., "moving_labels": ...,
     "fixed_contrast": ..., "moving_contrast": ...}, ...]}`` with paths relative to ``folder``. Pair ``i``
-    is ``make_pair(seed=SeedSequence([seed, i]))``, so a longer list starts with the same pairs.
+    is ``make_pair(seed=SeedSequence([seed, i]))``, so a longer list starts with the same pairs. The
+    ``n_test`` held-out pairs continue the sequence (``i = n_pairs ...``) under ``"test"`` (``test_000/``).
 
     Args:
         folder: output folder (written atomically; an existing one needs ``force``).
+        n_test: held-out pairs written after the training pairs.
         pair_kwargs: passed to :func:`make_pair` (contrasts, deformation, intensity, ...).
     """
     from medseg.io import Geometry, atomic_dir, write_image, write_json
@@ -363,18 +353,20 @@ def write_pairs(
         raise ValueError(f"n_pairs must be positive, got {n_pairs}")
     template = template if template is not None else load_mni152()
     folder = Path(folder)
-    entries = []
+    sections: dict[str, list[dict[str, str]]] = {"pairs": [], "test": []}
     with atomic_dir(folder, force=force) as tmp:
-        for i in range(n_pairs):
+        for i in range(n_pairs + n_test):
             pair_seed = int(np.random.SeedSequence([seed, i]).generate_state(1)[0])
             pair = make_pair(pair_seed, template, **pair_kwargs)  # type: ignore[arg-type]
             geometry = Geometry(shape=pair.fixed.shape, affine=pair.affine)
-            entry = {"fixed_contrast": pair.fixed_contrast, "moving_contrast": pair.moving_contrast}
+            section, name = ("pairs", f"pair_{i:03d}") if i < n_pairs else ("test", f"test_{i - n_pairs:03d}")
+            entry = {"name": name, "fixed_contrast": pair.fixed_contrast, "moving_contrast": pair.moving_contrast}
             kinds = {"fixed": "image", "moving": "image", "fixed_labels": "label", "moving_labels": "label"}
             for key, kind in kinds.items():
-                rel = f"pair_{i:03d}/{key}.nii.gz"
+                rel = f"{name}/{key}.nii.gz"
                 write_image(tmp / rel, getattr(pair, key), geometry, kind=kind)
                 entry[key] = rel
-            entries.append(entry)
-        write_json(tmp / "pairs.json", {"labels": {str(k): v for k, v in TISSUE_LABELS.items()}, "pairs": entries})
+            sections[section].append(entry)
+        labels = {str(k): v for k, v in TISSUE_LABELS.items()}
+        write_json(tmp / "pairs.json", {"labels": labels, **{k: v for k, v in sections.items() if v or k == "pairs"}})
     return folder / "pairs.json"

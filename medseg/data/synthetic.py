@@ -65,9 +65,15 @@ def irregular_blob(
     return np.asarray(r2 <= 1.0)
 
 
-def bias_field(shape: Sequence[int], rng: np.random.Generator, strength: float = 0.2) -> np.ndarray:
-    """Smooth multiplicative field around 1 (MRI-like intensity non-uniformity)."""
-    sigma = [max(n / 3.0, 1.0) for n in shape]
+def bias_field(
+    shape: Sequence[int],
+    rng: np.random.Generator,
+    strength: float = 0.2,
+    sigma_vox: float | Sequence[float] | None = None,
+) -> np.ndarray:
+    """Smooth multiplicative field around 1 (MRI-like intensity non-uniformity): ``exp(strength * noise)``
+    with :func:`smooth_noise` of ``sigma_vox`` (default: a third of each axis)."""
+    sigma = [max(n / 3.0, 1.0) for n in shape] if sigma_vox is None else sigma_vox
     return np.exp(strength * smooth_noise(shape, sigma, rng)).astype(np.float32)
 
 
@@ -161,13 +167,18 @@ def write_phantom_dataset(
     description: dict[str, Any],
     orientations: Sequence[str] = DEFAULT_ORIENTATIONS,
     prefix: str = "phantom",
+    unlabelled: int = 0,
 ) -> Path:
     """Write ``n_train + n_test`` generated cases as a Decathlon layout and return its ``dataset.json``.
 
     Case ``i`` is ``make_case(seed * 10_000 + i)`` (``(image, label, RAS affine)``), stored in orientation
     ``orientations[i % len(orientations)]`` under ``imagesTr``/``labelsTr`` (training) or ``imagesTs``/``labelsTs``.
     ``description`` holds the ``dataset.json`` keys ``name``, ``description``, ``modality`` and ``labels``.
+    ``unlabelled``: the last that many training cases are listed without a label (no label file written), as
+    a semi-supervised dataset ships them; test cases keep their labels (``medseg_test_labels``).
     """
+    if not 0 <= unlabelled < max(n_train, 1):
+        raise ValueError(f"unlabelled must be in [0, n_train), got {unlabelled} for n_train={n_train}")
     root = Path(root)
     training, test = [], []
     for index in range(n_train + n_test):
@@ -178,19 +189,14 @@ def write_phantom_dataset(
         name = f"{prefix}_{index:03d}"
         split = "Tr" if index < n_train else "Ts"
         save_nifti(root / f"images{split}" / f"{name}.nii.gz", image, affine_o)
-        save_nifti(root / f"labels{split}" / f"{name}.nii.gz", label, affine_o)
-        entry = {"image": f"./images{split}/{name}.nii.gz", "label": f"./labels{split}/{name}.nii.gz"}
+        entry = {"image": f"./images{split}/{name}.nii.gz"}
+        if not (split == "Tr" and index >= n_train - unlabelled):
+            save_nifti(root / f"labels{split}" / f"{name}.nii.gz", label, affine_o)
+            entry["label"] = f"./labels{split}/{name}.nii.gz"
         (training if split == "Tr" else test).append(entry)
-    dataset = {
-        **description,
-        "tensorImageSize": "3D",
-        "numTraining": len(training),
-        "numTest": len(test),
-        "training": training,
-        "test": [t["image"] for t in test],
-        "medseg_test_labels": test,
-    }
-    return write_json(root / "dataset.json", dataset)
+    info = dict(description)
+    name, text, modality, labels = (info.pop(key) for key in ("name", "description", "modality", "labels"))
+    return write_dataset_json(root, name, text, list(modality.values()), labels, training, test, **info)
 
 
 @register_phantom("ct_phantom")
@@ -214,3 +220,35 @@ def make_ct_dataset(
         "labels": {"0": "background", "1": "organ", "2": "lesion"},
     }
     return write_phantom_dataset(root, n_train, n_test, seed, lambda s: ct_phantom(s, spec), description, orientations)
+
+
+def write_dataset_json(
+    root: Path,
+    name: str,
+    description: str,
+    modalities: Sequence[str],
+    labels: dict[int, str],
+    training: list[dict[str, Any]],
+    test: list[dict[str, Any]],
+    **extra: Any,
+) -> Path:
+    """Write a phantom's Decathlon ``dataset.json`` (test labels kept under ``medseg_test_labels``).
+
+    Args:
+        training / test: entries ``{"image": path or [path per modality], "label": path}`` relative to ``root``.
+        **extra: further top-level keys.
+    """
+    dataset = {
+        "name": name,
+        "description": description,
+        "tensorImageSize": "3D" if len(modalities) == 1 else "4D",
+        "modality": {str(i): m for i, m in enumerate(modalities)},
+        "labels": {str(k): v for k, v in sorted(labels.items())},
+        **extra,
+        "numTraining": len(training),
+        "numTest": len(test),
+        "training": training,
+        "test": [t["image"] for t in test],
+        "medseg_test_labels": test,
+    }
+    return write_json(root / "dataset.json", dataset)

@@ -10,10 +10,12 @@ import numpy as np
 import torch
 from monai.data import CacheDataset, DataLoader, Dataset
 from monai.transforms import Compose
+from torch.utils.data import DistributedSampler
 
 from medseg.config import PipelineConfig
 from medseg.data.layouts import Case, discover_cases
 from medseg.data.registry import generate_phantom
+from medseg.engine import distributed
 from medseg.errors import MedsegConfigError
 from medseg.transforms.loading import LoadCased
 from medseg.transforms.presets import preprocessing, training_sampling
@@ -23,6 +25,15 @@ from medseg.transforms.slice_context import slice_context_transforms
 
 def pipeline_cases(config: PipelineConfig, run_dir: Path) -> list[Case]:
     """Every labelled case the pipeline trains and validates on (synthetic ones are generated once)."""
+    source, cases = source_cases(config, run_dir)
+    cases = [c for c in cases if c["label"] is not None]
+    if len(cases) < 2:
+        raise MedsegConfigError(f"{source}: needs at least 2 labelled cases (found {len(cases)})")
+    return cases
+
+
+def source_cases(config: PipelineConfig, run_dir: Path) -> tuple[Path, list[Case]]:
+    """``(source, every case of data.dataset / data.synthetic, labelled or not)``; phantoms generated once."""
     if config.data.synthetic is not None:
         syn = config.data.synthetic
         folder = run_dir / "data"
@@ -34,10 +45,7 @@ def pipeline_cases(config: PipelineConfig, run_dir: Path) -> list[Case]:
         assert config.data.dataset is not None
         source = config.resolve(config.data.dataset)
         layout = config.data.layout
-    cases = [c for c in discover_cases(source, layout) if c["label"] is not None]
-    if len(cases) < 2:
-        raise MedsegConfigError(f"{source}: needs at least 2 labelled cases (found {len(cases)})")
-    return cases
+    return source, discover_cases(source, layout)
 
 
 def split_cases(cases: list[Case], config: PipelineConfig) -> tuple[list[Case], list[Case]]:
@@ -79,7 +87,7 @@ def training_dataset(config: PipelineConfig, cases: list[Case]) -> Dataset:
             *labelled_case_transforms(config),
             training_sampling(
                 config.train.patch_size, config.train.samples_per_volume, config.train.pos_fraction, config.train.augment, spatial_axes,
-                config.train.class_ratios,
+                class_ratios=config.train.class_ratios,
             ),
         ]
     )
@@ -93,12 +101,21 @@ def validation_dataset(config: PipelineConfig, cases: list[Case]) -> Dataset:
 
 
 def epoch_loader(dataset: Dataset, config: PipelineConfig, epoch_seed: int) -> DataLoader:
-    """Shuffled loader whose order and augmentations depend only on ``epoch_seed`` (exact resume)."""
+    """Shuffled loader whose order and augmentations depend only on ``epoch_seed`` (exact resume).
+
+    Under torchrun each rank draws a disjoint share of the cases (``DistributedSampler`` seeded with
+    ``epoch_seed``, the same on every rank) and its workers' augmentations from a rank-specific seed.
+    """
+    sampler = None
+    if distributed.active():
+        sampler = DistributedSampler(dataset, shuffle=True, seed=epoch_seed)
+        epoch_seed = int(np.random.SeedSequence([epoch_seed, distributed.rank()]).generate_state(1)[0])
     generator = torch.Generator().manual_seed(epoch_seed)
     return DataLoader(
         dataset,
         batch_size=max(1, config.train.batch_size // config.train.samples_per_volume),
-        shuffle=True,
+        shuffle=sampler is None,
+        sampler=sampler,
         num_workers=config.train.num_workers,
         generator=generator,
         persistent_workers=False,

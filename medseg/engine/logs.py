@@ -38,13 +38,11 @@ class RunLog:
         write_text(self.run_dir / "metrics.csv", buffer.getvalue())
 
     def _plot(self) -> None:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure  # no pyplot: leaves the caller's backend (e.g. a notebook's) alone
 
         epochs = [r["epoch"] for r in self.rows]
-        fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+        fig = Figure(figsize=(6, 3.5), dpi=100)
+        ax = fig.subplots()
         for key in [k for k in self.rows[-1] if k.startswith("loss")]:
             ax.plot(epochs, [r.get(key) for r in self.rows], label=key)
         ax.set_xlabel("epoch")
@@ -59,7 +57,6 @@ class RunLog:
         fig.tight_layout()
         with atomic_path(self.run_dir / "progress.png") as tmp:
             fig.savefig(tmp, format="png")
-        plt.close(fig)
 
     def _tensorboard(self, row: dict[str, Any]) -> None:
         if self._tb is None:

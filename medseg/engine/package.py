@@ -23,8 +23,8 @@ from torch import nn
 
 import medseg
 from medseg.config import InferenceConfig, NetworkConfig, PreprocessConfig, RoiConfig, Strict, format_validation_error
-from medseg.errors import MedsegModelError
-from medseg.inference.adapters import OutputAdapter, create_adapter
+from medseg.errors import MedsegConfigError, MedsegModelError
+from medseg.inference.adapters import OutputAdapter, check_network, create_adapter
 from medseg.io.atomic import atomic_dir, write_json
 from medseg.networks import create_network
 from medseg.networks.blocks.slicewise import SliceWise
@@ -165,7 +165,8 @@ def load_model_package(path: str | Path, device: str | torch.device = "cpu") -> 
     network.to(device).eval()
     try:
         adapter = create_adapter(manifest.output, manifest.labels)
-    except (KeyError, TypeError) as exc:
+        check_network(adapter, network)
+    except (KeyError, TypeError, MedsegConfigError) as exc:
         raise MedsegModelError(f"{path}: {exc}") from exc
     localiser = None
     if manifest.roi is not None:

@@ -23,6 +23,7 @@ from monai.data import DataLoader
 from torch import nn
 
 from medseg.config import PipelineConfig
+from medseg.engine import distributed
 from medseg.engine.checkpoint import load_checkpoint, save_checkpoint
 from medseg.engine.data import epoch_loader, pipeline_cases, split_cases, training_dataset, validation_dataset
 from medseg.engine.device import resolve_device
@@ -32,11 +33,10 @@ from medseg.engine.package import ModelManifest, build_network, save_model_packa
 from medseg.engine.progress import console, make_progress
 from medseg.engine.state_io import rng_state, set_rng_state
 from medseg.errors import MedsegConfigError, MedsegOutputError
-from medseg.inference.adapters import create_adapter
+from medseg.inference.adapters import check_network, create_adapter
 from medseg.inference.sliding import sliding_window_probabilities
 from medseg.io.atomic import ensure_writable_dir, write_text
 from medseg.losses import create_loss
-from medseg.metrics.dice import DiceAccumulator
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -53,6 +53,10 @@ def seed_everything(seed: int) -> None:
 class Trainer:
     """Patch-based supervised training from a validated pipeline config.
 
+    Under ``torchrun`` every process runs this loop on its own device with its networks in DDP and a
+    distributed sampler; rank 0 alone validates, logs, checkpoints and exports (see
+    :mod:`medseg.engine.distributed`).
+
     Args:
         config: the pipeline (see :mod:`medseg.config`).
         run_dir: output folder (checkpoints, metrics.csv, progress.png, model package).
@@ -65,6 +69,9 @@ class Trainer:
     Example:
         >>> Trainer(load_pipeline("pipelines/demo.yaml"), Path("runs/demo")).fit()  # doctest: +SKIP
     """
+
+    #: DDP option for variants whose forward leaves some parameters unused
+    ddp_find_unused_parameters = False
 
     def __init__(
         self,
@@ -81,15 +88,19 @@ class Trainer:
         self.config = config
         self.run_dir = Path(run_dir)
         self.resume = resume
-        self.show_progress = progress
-        self._check_run_dir(force)
+        self.show_progress = progress and distributed.is_main()
+        self.distributed = distributed.init(distributed.local_device(resolve_device(device)[0]))  # torchrun: join the group
+        with distributed.main_first():
+            self._check_run_dir(force)
         self.device, self.device_reason = resolve_device(device)
+        self.device = distributed.local_device(self.device)
         self.epochs = config.train.epochs
         self.epoch = 0
         self.best_score = -float("inf")
         self.best_epoch = 0
         self.adapter = create_adapter(config.output, config.data.labels)
         self.log = RunLog(self.run_dir)
+        self.first_step_seconds: float | None = None
         self.init_report: dict[str, Any] | None = None
         if config.roi is not None and not config.resolve(config.roi.localiser).is_dir():
             raise MedsegConfigError(f"roi.localiser: {config.resolve(config.roi.localiser)} is not a model package folder")
@@ -112,7 +123,8 @@ class Trainer:
         elif self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         seed_everything(cfg.seed)
-        write_text(self.run_dir / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+        if distributed.is_main():
+            write_text(self.run_dir / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
         self.setup_data()
         self.networks = {name: net.to(self.device) for name, net in self.build_networks().items()}
         self.loss_fn = self.build_loss()
@@ -121,12 +133,14 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self.use_amp = cfg.train.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
-        self.forward = {name: (torch.compile(net) if cfg.train.compile else net) for name, net in self.networks.items()}
+        wrapped = {name: distributed.wrap(net, self.device, self.ddp_find_unused_parameters) for name, net in self.networks.items()}
+        self.forward = {name: (torch.compile(net) if cfg.train.compile else net) for name, net in wrapped.items()}
         if self.resume:
             self._load(self.run_dir / "checkpoints" / "last")
 
     def setup_data(self) -> None:
-        cases = pipeline_cases(self.config, self.run_dir)
+        with distributed.main_first():  # rank 0 generates a synthetic dataset once
+            cases = pipeline_cases(self.config, self.run_dir)
         self.train_cases, self.val_cases = split_cases(cases, self.config)
         if not self.train_cases:
             raise MedsegConfigError("no training cases left after the validation split")
@@ -136,6 +150,7 @@ class Trainer:
     def build_networks(self) -> dict[str, nn.Module]:
         """Networks to train, by checkpoint name (variants may return several); applies ``network.init_from``."""
         net = build_network(self.config.network)
+        check_network(self.adapter, net)
         if self.config.network.init_from is not None and not self.resume:
             self.init_report = initialise_network(net, self.config.network.init_from, self.config.base_dir)
         return {"model": net}
@@ -163,38 +178,47 @@ class Trainer:
         cfg = self.config
         if self.epoch >= self.epochs:
             console.print(f"[yellow]run already has {self.epoch} epoch(s); use --epochs N to extend it[/]")
-        console.print(f"device: {self.device_reason}")
+        if distributed.is_main():
+            console.print(f"device: {self.device_reason}" + (f" ({distributed.world_size()} processes)" if self.distributed else ""))
+            if self.adapter.describe():
+                console.print(self.adapter.describe())
         start = time.perf_counter()
         with make_progress(self.show_progress) as bar:
             epoch_task = bar.add_task("epochs", total=self.epochs, completed=self.epoch, status="")
             for epoch in range(self.epoch, self.epochs):
                 seed = epoch_seed(cfg.seed, epoch)
-                seed_everything(seed)
+                seed_everything(seed if distributed.rank() == 0 else epoch_seed(seed, distributed.rank()))
                 t0 = time.perf_counter()
-                losses = self.train_epoch(epoch_loader(self.train_ds, cfg, seed), bar)
+                losses = distributed.mean_over_ranks(self.train_epoch(epoch_loader(self.train_ds, cfg, seed), bar))
                 self.scheduler.step()
                 row: dict[str, Any] = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"], **losses}
-                if self.val_ds is not None and ((epoch + 1) % cfg.train.val_every == 0 or epoch + 1 == self.epochs):
+                if self.val_ds is not None and distributed.is_main() and ((epoch + 1) % cfg.train.val_every == 0 or epoch + 1 == self.epochs):
                     row.update(self.validate())
                 row["seconds"] = round(time.perf_counter() - t0, 3)
                 self.epoch = epoch + 1
                 improved = "val_score" in row and row["val_score"] > self.best_score
                 if improved:
                     self.best_score, self.best_epoch = float(row["val_score"]), self.epoch
-                self.log.append(row)
-                self._save(self.run_dir / "checkpoints" / "last")
-                if improved or (self.val_ds is None and self.epoch == self.epochs):
-                    self._save(self.run_dir / "checkpoints" / "best")
+                if distributed.is_main():
+                    self.log.append(row)
+                    self._save(self.run_dir / "checkpoints" / "last")
+                    if improved or (self.val_ds is None and self.epoch == self.epochs):
+                        self._save(self.run_dir / "checkpoints" / "best")
+                distributed.barrier()
                 status = f"loss {row['loss']:.4f}" + (f" val {row['val_score']:.3f}" if "val_score" in row else "")
                 bar.update(epoch_task, advance=1, status=status)
-        package = self.export()
+        summary_extra = {"world_size": distributed.world_size(), "replicas_identical": distributed.replicas_identical(self.networks)} if self.distributed else {}
+        package = self.export() if distributed.is_main() else self.run_dir / "model"
+        distributed.barrier()
         return {
+            **summary_extra,
             "run_dir": str(self.run_dir),
             "epochs": self.epoch,
             "best_epoch": self.best_epoch,
             "best_val_score": self.best_score if self.best_epoch else None,
             "model": str(package),
             "seconds": round(time.perf_counter() - start, 1),
+            "first_step_seconds": None if self.first_step_seconds is None else round(self.first_step_seconds, 3),
         }
 
     def train_epoch(self, loader: DataLoader, bar: Any) -> dict[str, float]:
@@ -206,7 +230,10 @@ class Trainer:
         done = 0
         while done < steps:
             for batch in loader:
+                t_step = time.perf_counter()
                 terms = self.optimisation_step(batch)
+                if self.first_step_seconds is None:  # includes torch.compile's compile time when train.compile
+                    self.first_step_seconds = time.perf_counter() - t_step
                 for k, v in terms.items():
                     totals[k] = totals.get(k, 0.0) + v
                 done += 1
@@ -238,23 +265,19 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """Sliding-window Dice per foreground label on the validation cases (network grid)."""
+        """Sliding-window prediction of the validation cases (network grid), scored by the output adapter
+        (default: Dice per foreground label; nested outputs: WT/TC/ET region Dice)."""
         assert self.val_ds is not None
         net = self.networks["model"].eval()
-        labels = [v for v in self.config.data.labels if v != 0]
-        acc = DiceAccumulator(labels)
+        scorer = self.adapter.validation_scorer()
         inf = self.config.inference
         for item in self.val_ds:
             probs = sliding_window_probabilities(
                 net, item["image"].as_tensor()[None], self.adapter, self.config.train.patch_size, inf.overlap,
                 inf.sw_batch_size, device=self.device, amp=self.use_amp,
             )
-            acc.update(self.adapter.to_labels(probs)[0], item["label"].as_tensor()[0].to(self.device))
-        per_label = acc.per_case_mean()
-        names = self.config.data.labels
-        out = {f"val_dice_{names[k]}": v for k, v in per_label.items()}
-        out["val_score"] = float(np.mean(list(per_label.values())))
-        return out
+            scorer.update(self.adapter.to_labels(probs)[0], item["label"].as_tensor()[0].to(self.device))
+        return scorer.result()
 
     # ------------------------------------------------------------------ state
     def _state(self) -> dict[str, Any]:

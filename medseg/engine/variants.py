@@ -14,7 +14,7 @@ from medseg.errors import MedsegConfigError
 
 _TRAINERS: dict[str, type[Trainer]] = {"segmentation": Trainer}
 #: modules that register variants when imported (kept lazy: only the task in use is imported)
-_VARIANT_MODULES: dict[str, str] = {}
+_VARIANT_MODULES: dict[str, str] = {"semi_supervised": "medseg.engine.semisup", "registration": "medseg.engine.registration"}
 
 
 def register_trainer(task: str) -> Callable[[type[Trainer]], type[Trainer]]:

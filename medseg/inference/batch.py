@@ -107,7 +107,7 @@ def targets_in_folder(
 def requested_paths(targets: CaseTargets) -> list[Path]:
     """Every file the targets ask for."""
     fields = ("labels", "dicom_seg", "probabilities", "uncertainty", "stats", "preview", "report")
-    return [p for p in (getattr(targets, f) for f in fields) if p is not None]
+    return [p for p in (getattr(targets, f) for f in fields) if p is not None] + list(targets.extras.values())
 
 
 def _warnings(loaded: LoadedCase, result: Prediction, context: RunContext, caught: Sequence[warnings.WarningMessage]) -> list[str]:
@@ -145,7 +145,7 @@ def predict_case(context: RunContext, source: CaseSource, targets: CaseTargets, 
         if targets.dicom_seg is not None and loaded.series is None:
             raise MedsegInputError(source.paths[0], "DICOM SEG output needs a DICOM series as input (use --output-format nifti)")
         read = time.perf_counter() - start
-        keep = targets.probabilities is not None or targets.uncertainty is not None
+        keep = targets.probabilities is not None or targets.uncertainty is not None or bool(targets.extras)
         result = predictor.predict_image(loaded.image, loaded.geometry, keep_probabilities=keep)
     timings = {"read": read, **result.timings}
     written = time.perf_counter()
@@ -162,6 +162,9 @@ def predict_case(context: RunContext, source: CaseSource, targets: CaseTargets, 
             out.image(targets.labels, result.labels, geometry, "label")
         if targets.probabilities is not None:
             out.image(targets.probabilities, result.probabilities, geometry, "vector")
+        for name, path in targets.extras.items():  # adapter outputs, e.g. a nested model's WT/TC/ET masks
+            array, kind = predictor.adapter.extra_output(name, result.probabilities, result.labels)  # type: ignore[arg-type]
+            out.image(path, array, geometry, kind)
         if targets.uncertainty is not None:
             out.image(targets.uncertainty, entropy, geometry, "image")
         if targets.dicom_seg is not None:
@@ -182,7 +185,7 @@ def predict_case(context: RunContext, source: CaseSource, targets: CaseTargets, 
         peak = memory.read()
         if targets.report is not None:
             outputs = {f: str(getattr(targets, f)) for f in ("labels", "dicom_seg", "probabilities", "uncertainty", "stats", "preview")
-                       if getattr(targets, f) is not None}
+                       if getattr(targets, f) is not None} | {name: str(path) for name, path in targets.extras.items()}
             out.json(targets.report, case_report(
                 case=source.name, inputs={"path": str(source.paths[0].absolute()), "paths": [str(p.absolute()) for p in source.paths], **input_digests(loaded.files)},
                 geometry=geometry.to_dict(), model=context.model, device=str(predictor.device), device_reason=context.device_reason,

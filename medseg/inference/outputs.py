@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,8 @@ class CaseTargets:
     dicom_seg: Path | None = None
     report: Path | None = None
     uncertainty: Path | None = None
+    #: adapter-provided extra outputs by name (``OutputAdapter.extra_outputs``), e.g. ``{"regions": path}``
+    extras: dict[str, Path] = field(default_factory=dict)
 
 
 class OutputSet:

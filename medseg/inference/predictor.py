@@ -20,9 +20,12 @@ from monai.data import MetaTensor
 from monai.transforms import Compose
 
 from medseg.engine.package import ModelPackage
-from medseg.inference.sliding import sliding_window_probabilities, total_windows
+from medseg.inference.engine import WindowEngine, label_dtype
+from medseg.inference.plan import MemoryPlan, grid_shape, make_plan, probe_workspace
+from medseg.inference.restore import needs_resampling, reorient_labels, restore_labels
+from medseg.inference.sliding import mirror_axes, total_windows
 from medseg.io.geometry import Geometry
-from medseg.io.image_io import check_output_geometry
+from medseg.io.image_io import check_output_geometry, read_geometry
 from medseg.transforms.loading import load_case_arrays
 from medseg.transforms.presets import IMAGE, intensity_transforms, spatial_transforms
 from medseg.transforms.slice_context import slice_context_transforms
@@ -57,6 +60,11 @@ class Predictor:
         on_windows: progress callback, called with the number of windows processed.
         on_start: called once per case with the total number of windows (progress totals).
 
+    Performance settings (attributes, read per case): ``stitch`` (``auto|device|host``), ``accumulate``
+    (``auto|float32|float16|bfloat16``), ``compile`` (``torch.compile`` the network; first-call cost in
+    ``engine.compile_seconds``). ``last_plan`` is the :class:`~medseg.inference.plan.MemoryPlan` of the
+    last case (including any out-of-memory fallback).
+
     Example:
         >>> predictor = Predictor(load_model_package("model/"), torch.device("cpu"))  # doctest: +SKIP
         >>> result = predictor.predict_files(["scan.nii.gz"])  # doctest: +SKIP
@@ -73,6 +81,7 @@ class Predictor:
         on_start: Callable[[int], None] | None = None,
     ) -> None:
         manifest = package.manifest
+        package.adapter.check_segmentation()
         self.package = package
         self.adapter = package.adapter
         self.device = device
@@ -86,6 +95,14 @@ class Predictor:
         self.slice_context = Compose(slice_context_transforms(manifest.network, [IMAGE]))
         self.on_windows = on_windows
         self.on_start = on_start
+        self.stitch, self.accumulate, self.compile = "auto", "auto", False
+        self.last_plan: MemoryPlan | None = None
+        self._workspace: tuple[int, int] | None = None
+        self._compile_reported = False
+        self.engine = WindowEngine(
+            self.network, self.adapter, device, self.roi_size, self.overlap, self.sw_batch_size, self.tta,
+            amp=device.type == "cuda", on_windows=lambda n: self.on_windows(n) if self.on_windows is not None else None,
+        )
         self.cascade = None
         if package.localiser is not None and manifest.roi is not None:
             from medseg.inference.cascade import RoiCascade
@@ -101,14 +118,52 @@ class Predictor:
         """How many windows a prediction of this preprocessed image visits (progress totals)."""
         return total_windows(preprocessed.shape[1:], self.roi_size, self.overlap, self.tta)
 
+    def _network_input(self, preprocessed: torch.Tensor) -> torch.Tensor:
+        x = torch.as_tensor(preprocessed)[None]
+        if self.device.type == "cuda" and self.engine.stitch_device.type == "cuda":
+            return x.pin_memory().to(self.device, non_blocking=True)  # windows are then cut on the GPU
+        return x
+
     def network_probabilities(self, preprocessed: torch.Tensor) -> torch.Tensor:
-        """``(C, *spatial)`` on the network grid -> ``(P, *spatial)`` probabilities on the same grid."""
-        x = torch.as_tensor(preprocessed)[None].to(self.device, non_blocking=True)
-        probs = sliding_window_probabilities(
-            self.network, x, self.adapter, self.roi_size, self.overlap, self.sw_batch_size, self.tta,
-            device=self.device, amp=self.device.type == "cuda", on_windows=self.on_windows,
+        """``(C, *spatial)`` on the network grid -> ``(P, *spatial)`` probabilities on the same grid
+        (on the stitching device, in the accumulation dtype)."""
+        return self.engine.run(lambda dev: self.engine.probabilities(self._network_input(preprocessed), dev))[0]
+
+    def network_labels(self, preprocessed: torch.Tensor) -> torch.Tensor:
+        """``(C, *spatial)`` on the network grid -> ``(*spatial)`` labels on the host (argmax on the device)."""
+        return self.engine.run(lambda dev: self.engine.labels(self._network_input(preprocessed), dev))[0]
+
+    def _probe(self) -> tuple[int, int]:
+        if self._workspace is None:
+            channels = len(self.package.manifest.modalities)
+            self._workspace = probe_workspace(self.network, channels, self.roi_size, self.sw_batch_size, self.device, self.engine.amp)
+        return self._workspace
+
+    def plan(self, input_shape: tuple[int, ...], grid: tuple[int, ...], channels: int, resample: bool, keep_probabilities: bool = False) -> MemoryPlan:
+        """Memory plan of one case (see :mod:`medseg.inference.plan`); also sets the engine's stitching."""
+        workspace, outputs = self._probe()
+        free = torch.cuda.mem_get_info(self.device)[0] if self.device.type == "cuda" else None
+        params = sum(p.numel() * p.element_size() for p in self.network.parameters())
+        plan = make_plan(
+            input_shape, grid, channels, outputs, len(self.adapter.probability_names()), self.roi_size, self.overlap,
+            self.sw_batch_size, len(mirror_axes(len(grid), self.tta)), self.device, workspace, params, resample,
+            keep_probabilities, free, self.stitch, self.accumulate, self.engine.slab_voxels,
         )
-        return probs[0]
+        if self.compile and self.engine._compiled is None:
+            self.engine._compiled = torch.compile(self.network)
+        self.engine.stitch_device = self.device if plan.stitch_on == "device" else torch.device("cpu")
+        self.engine.accumulate = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[plan.accumulate]
+        self.engine.fallbacks = []
+        return plan
+
+    def plan_files(self, images: Sequence[str | Path], keep_probabilities: bool = False) -> MemoryPlan:
+        """The plan of one case from its headers only (``medseg predict --plan``; no voxels are read)."""
+        geometry = read_geometry(images[0])
+        spatial = tuple(geometry.shape[:3])
+        channels = len(images) if len(images) > 1 else (int(geometry.shape[3]) if len(geometry.shape) > 3 else 1)
+        grid = grid_shape(self.spatial.transforms, spatial, geometry.affine, channels)
+        resample = self.package.manifest.preprocess.target_spacing is not None
+        return self.plan(spatial, grid, channels, resample, keep_probabilities)
 
     def restore(self, probabilities: torch.Tensor, preprocessed: MetaTensor) -> MetaTensor:
         """Map network-grid probabilities back to the input grid (inverse spacing, then orientation)."""
@@ -126,9 +181,12 @@ class Predictor:
         return (*self.whole_image_probabilities(image, geometry), {})
 
     def whole_image_probabilities(self, image: MetaTensor, geometry: Geometry) -> tuple[torch.Tensor, dict[str, float]]:
-        """Preprocess, sliding window and restore of the whole ``(C, I, J, K)`` image: ``(P, I, J, K)``, timings."""
+        """Preprocess, sliding window and restore of the whole ``(C, I, J, K)`` image: ``(P, I, J, K)``, timings
+        (float probabilities in the input grid: the cascade's path; :meth:`predict_image` avoids them)."""
         t0 = time.perf_counter()
         preprocessed = self.preprocess(image)
+        resample = needs_resampling(preprocessed)
+        self.last_plan = self.plan(tuple(image.shape[1:]), tuple(preprocessed.shape[1:]), image.shape[0], bool(resample), True)
         if self.on_start is not None:
             self.on_start(self.windows(preprocessed))
         t1 = time.perf_counter()
@@ -136,18 +194,60 @@ class Predictor:
         t2 = time.perf_counter()
         restored = self.restore(probs, preprocessed)
         check_output_geometry(restored.permute(1, 2, 3, 0), geometry, "restored probabilities")
+        self.last_plan.fallback = "; ".join(self.engine.fallbacks) or None
         return restored.as_tensor(), {"preprocess": t1 - t0, "network": t2 - t1, "restore": time.perf_counter() - t2}
 
     def predict_image(self, image: MetaTensor, geometry: Geometry, keep_probabilities: bool = False) -> Prediction:
-        """Predict an already loaded ``(C, I, J, K)`` image with its geometry."""
-        probs, timings, info = self.input_grid_probabilities(image, geometry)
+        """Predict an already loaded ``(C, I, J, K)`` image with its geometry.
+
+        Without a cascade, labels are made without full-resolution float probabilities on the host: argmax on
+        the device then orientation only, or slab-wise resampling with argmax on the fly (see
+        :mod:`medseg.inference.restore`)."""
+        if self.cascade is not None:
+            probs, timings, info = self.input_grid_probabilities(image, geometry)
+            t0 = time.perf_counter()
+            labels = self.adapter.to_labels(probs[None])[0].cpu().numpy()
+            timings["labels"] = time.perf_counter() - t0
+            top = int(labels.max()) if labels.size else 0
+            labels = labels.astype(np.uint8 if top <= 255 else np.uint16)
+            probabilities = np.moveaxis(probs.cpu().numpy(), 0, -1).astype(np.float32) if keep_probabilities else None
+            return Prediction(labels, probabilities, geometry, timings, info)
+        timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        labels = self.adapter.to_labels(probs[None])[0].cpu().numpy()
-        timings["labels"] = time.perf_counter() - t0
+        preprocessed = self.preprocess(image)
+        resample = needs_resampling(preprocessed)
+        self.last_plan = plan = self.plan(tuple(image.shape[1:]), tuple(preprocessed.shape[1:]), image.shape[0], bool(resample), keep_probabilities)
+        if self.on_start is not None:
+            self.on_start(self.windows(preprocessed))
+        t1 = time.perf_counter()
+        probabilities = None
+        if keep_probabilities or resample is None:  # MONAI's whole-volume inverse of the float probabilities
+            probs = self.network_probabilities(preprocessed)
+            t2 = time.perf_counter()
+            restored = self.restore(probs, preprocessed)
+            check_output_geometry(restored.permute(1, 2, 3, 0), geometry, "restored probabilities")
+            labels = self.adapter.to_labels(restored.as_tensor()[None])[0].numpy()
+            probabilities = np.moveaxis(restored.numpy(), 0, -1).astype(np.float32) if keep_probabilities else None
+        elif resample:  # probabilities resampled slab by slab, argmax on the fly
+            probs = self.network_probabilities(preprocessed)
+            t2 = time.perf_counter()
+            labels = restore_labels(probs, preprocessed, self.adapter, label_dtype(self.adapter), self.engine.slab_voxels)
+            del probs
+        else:  # orientation only: argmax on the network grid, then flip/permute the labels back
+            grid_labels = self.network_labels(preprocessed)
+            t2 = time.perf_counter()
+            labels = reorient_labels(grid_labels, preprocessed, preprocessed.applied_operations[0], preprocessed.affine)
+        assert labels is not None
+        if labels.shape != tuple(geometry.shape[:3]):
+            raise RuntimeError(f"restored labels {labels.shape} != input {geometry.shape[:3]}")  # the geometry contract
+        t3 = time.perf_counter()
+        plan.fallback = "; ".join(self.engine.fallbacks) or None
+        timings.update(preprocess=t1 - t0, network=t2 - t1, restore=t3 - t2)
+        if self.engine.compile_seconds is not None and not self._compile_reported:  # torch.compile's first call
+            timings["compile_first_batch"], self._compile_reported = self.engine.compile_seconds, True
         top = int(labels.max()) if labels.size else 0
-        labels = labels.astype(np.uint8 if top <= 255 else np.uint16)
-        probabilities = np.moveaxis(probs.cpu().numpy(), 0, -1).astype(np.float32) if keep_probabilities else None
-        return Prediction(labels, probabilities, geometry, timings, info)
+        labels = labels.astype(np.uint8 if top <= 255 else np.uint16, copy=False)
+        return Prediction(labels, probabilities, geometry, timings)
 
     def load(self, images: Sequence[str | Path]) -> tuple[MetaTensor, Geometry]:
         """Read the modalities of one case (checked against the package's modality count)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from medseg.io import fastgz
 from medseg.io.atomic import atomic_dir, atomic_path, check_output_path, ensure_writable_dir, write_json, write_text
 from medseg.io.geometry import Geometry
 from medseg.io.image_io import (
@@ -14,6 +15,8 @@ from medseg.io.image_io import (
     read_modalities,
     write_image,
 )
+
+fastgz.enable()  # ISA-L gzip for .nii.gz when the isal package is installed (same files, faster)
 
 __all__ = [
     "IMAGE_SUFFIXES",

@@ -21,7 +21,7 @@ NIFTI_SUFFIXES = (".nii", ".nii.gz")
 ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
 IMAGE_SUFFIXES = NIFTI_SUFFIXES + ITK_SUFFIXES
 
-Kind = Literal["image", "label", "vector"]
+Kind = Literal["image", "label", "vector", "displacement"]
 
 
 def is_image_file(path: str | Path) -> bool:
@@ -109,10 +109,30 @@ def _first_line(exc: BaseException) -> str:
     return text[0][:200] if text else type(exc).__name__
 
 
+def _truncated_gzip(path: Path) -> bool:
+    """Whether ``path`` is a gzip stream that ends early or is damaged (error path only: reads it all)."""
+    import gzip
+    import zlib
+
+    if path.suffix.lower() != ".gz":
+        return False
+    try:
+        with gzip.open(path, "rb") as stream:
+            while stream.read(1 << 22):
+                pass
+    except (EOFError, zlib.error):
+        return True
+    except OSError as exc:
+        return "Not a gzipped file" not in str(exc)
+    return False
+
+
 def _load_nifti(path: Path) -> nib.Nifti1Image:
     try:
         img = nib.load(str(path))
     except Exception as exc:  # nibabel raises many types for garbage: say what the file is not
+        if _truncated_gzip(path):  # ISA-L (medseg.io.fastgz) fails before nibabel sees a header; zlib reads on
+            raise MedsegInputError(path, f"cannot read the voxel data: file is truncated or corrupt ({_first_line(exc)})") from exc
         raise MedsegInputError(path, f"not a valid NIfTI file ({_first_line(exc)})") from exc
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
         raise MedsegInputError(path, f"not a NIfTI image ({type(img).__name__})")
@@ -230,7 +250,10 @@ def write_image(path: str | Path, array: Any, geometry: Geometry, kind: Kind = "
         path: output file; its extension picks the format (NIfTI via nibabel, others via SimpleITK).
         array: ``(I, J, K)`` or ``(I, J, K, C)`` array or tensor on the reference grid (``C`` for vectors).
         geometry: the reference geometry (normally the input image's).
-        kind: ``"label"`` (uint8, uint16 above 255), ``"image"`` or ``"vector"`` (float32).
+        kind: ``"label"`` (uint8, uint16 above 255), ``"image"`` or ``"vector"`` (float32), or
+            ``"displacement"``: an ``(I, J, K, 3)`` float32 field written as ITK/ANTs read displacement
+            fields (NIfTI: 5D ``(I, J, K, 1, 3)`` with the vector intent; other formats: a 3-component
+            vector image). The components are stored as given (ITK expects LPS millimetres).
 
     Raises:
         MedsegOutputError: the array does not fit the geometry, or the written file came out different.
@@ -269,6 +292,9 @@ def _write_nifti(tmp: Path, data: np.ndarray, geometry: Geometry, kind: Kind) ->
         img.set_sform(geometry.affine, code=int(geometry.sform_code) or 1)
     img.header.set_xyzt_units("mm", "sec")
     if kind == "vector":
+        img.header.set_intent("vector", (), name="displacement")
+    if kind == "displacement":  # ITK reads a 5D (I, J, K, 1, 3) vector-intent NIfTI as a vector image
+        img = nib.Nifti1Image(data[:, :, :, None, :], img.affine, header=img.header)
         img.header.set_intent("vector", (), name="displacement")
     nib.save(img, str(tmp))
 

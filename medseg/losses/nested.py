@@ -8,6 +8,11 @@ Both losses take the *level map* as target (0 background, 1 oedema, 2 necrosis, 
 :func:`medseg.data.brats_labels.labels_to_levels`), so one data path serves both heads, and both accept a list
 of predictions for deep supervision (``NestedResUNet(return_levels=True)``), through MONAI's
 ``DeepSupervisionLoss`` (coarser targets by nearest-exact interpolation; default weights 1, 0.5, 0.25, ...).
+
+Registered as ``loss.name: nested`` (:class:`NestedLoss`, for the ``nested`` and ``regions`` outputs) and
+``loss.name: nested_softmax`` (:class:`SoftmaxLevelLoss`, for the ``nested_softmax`` output); the pipeline's
+``loss.kwargs`` are their constructor arguments. They handle deep-supervision lists themselves
+(``NestedResUNet(return_levels=True)``), so the network kwargs need no ``deep_supervision`` flag.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from monai.losses import DeepSupervisionLoss, DiceCELoss, DiceLoss
 from torch import nn
 
 from medseg.data.brats_labels import levels_to_regions
+from medseg.losses.registry import register_loss
 
 MODES = ("dice_bce", "mse")
 
@@ -94,6 +100,7 @@ class _NestedRegionLoss(nn.Module):
         return (weights * per_region).sum() / weights.sum()
 
 
+@register_loss("nested")
 class NestedLoss(_TargetAdapter):
     """Soft Dice + BCE on nested region logits (or MSE of the multi-level output), deep-supervision aware.
 
@@ -146,6 +153,7 @@ class NestedLoss(_TargetAdapter):
         return region_targets(target, self.num_levels, spatial_ndim)
 
 
+@register_loss("nested_softmax")
 class SoftmaxLevelLoss(_TargetAdapter):
     """The softmax head's loss: MONAI ``DiceCELoss`` over the contiguous levels, deep-supervision aware.
 

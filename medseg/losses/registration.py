@@ -25,6 +25,7 @@ from monai.losses import (
 )
 from torch import nn
 
+from medseg.losses.registry import register_loss
 from medseg.networks.blocks.registration import compose_flows, linear_mode
 
 SIMILARITIES = ("ncc", "lncc", "mse", "mi")
@@ -139,6 +140,7 @@ def make_smoothness(name: str) -> nn.Module:
     raise ValueError(f"smoothness must be one of {', '.join(SMOOTHNESS)}, got {name!r}")
 
 
+@register_loss("registration")
 class RegistrationLoss(nn.Module):
     """Weighted sum of registration terms over a network's output dict (both directions when present).
 
@@ -242,6 +244,7 @@ class RegistrationLoss(nn.Module):
         return sum((self.weights[k] * v for k, v in terms.items()), fixed.new_zeros(()))
 
 
+@register_loss("micdir")
 class MicdirLoss(RegistrationLoss):
     """MICDIR's training loss (code defaults): ``1.2 (-NCC) + 1.0 grad-L2 + 1.0 graph`` over both
     directions, plus ``0.5 (-NCC) + 0.5 grad-L2`` at half resolution; global NCC; inverse consistency
@@ -250,6 +253,7 @@ class MicdirLoss(RegistrationLoss):
     """
 
 
+@register_loss("voxelmorph")
 class VoxelMorphLoss(RegistrationLoss):
     """VoxelMorph's loss: local NCC (window 9) + 1.0 grad-L2 of the velocity; no graph or half-resolution terms.
 

@@ -27,9 +27,9 @@ multi-level at 0.5 (expected 0), softmax by argmax (0 by construction: say so ra
 finding), softmax with per-region thresholds tuned on the 20% held-out split, and optionally the independent
 sigmoid head. :func:`nesting_violations_from_probabilities` covers the threshold-based decoders.
 
-Dice and HD95 follow the spine's empty-mask policy (both empty: Dice 1, HD95 0; one empty: Dice 0, HD95 = the
-image diagonal in mm). ``region_scores`` takes the two metric functions as arguments so the spine's
-``medseg.metrics.dice`` / ``hd95`` can replace the local ones without touching callers.
+Dice and HD95 are the spine's (:mod:`medseg.metrics.dice`, :mod:`medseg.metrics.surface`) with its empty-mask
+policy (both empty: Dice 1, HD95 0, the BraTS convention for a case without enhancing tumour; one empty: Dice 0,
+HD95 = the image diagonal in mm). ``region_scores`` takes the two metric functions as arguments.
 """
 
 from __future__ import annotations
@@ -39,9 +39,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from monai.metrics import compute_hausdorff_distance
 
 from medseg.data.brats_labels import REGION_NAMES, labels_to_regions
+from medseg.metrics.dice import dice, label_counts
+from medseg.metrics.surface import hd95
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -51,7 +52,7 @@ def _numpy(x: ArrayLike) -> np.ndarray:
 
 
 def region_masks(labels: ArrayLike, convention: str = "auto") -> dict[str, np.ndarray]:
-    """``{"WT", "TC", "ET"} -> bool mask`` from a BraTS label map (convention ``"2018"``, ``"2021"``, ``"auto"``).
+    """``{"WT", "TC", "ET"} -> bool mask`` from a BraTS label map (convention ``"2018"``, ``"2023"``, ``"auto"``).
 
     Example:
         >>> region_masks(np.array([0, 1, 2, 4]))["TC"].tolist()
@@ -134,34 +135,30 @@ def softmax_region_probabilities(class_probabilities: ArrayLike, axis: int = 0) 
     return np.take(tail, range(1, q.shape[axis]), axis=axis)
 
 
-def image_diagonal_mm(shape: Sequence[int], spacing: Sequence[float] | None = None) -> float:
-    """Length of the image diagonal in mm (the HD95 of a missed or spurious structure)."""
-    spacing = [1.0] * len(shape) if spacing is None else list(spacing)
-    return float(np.sqrt(sum((n * s) ** 2 for n, s in zip(shape, spacing, strict=True))))
-
-
 def dice_binary(prediction: ArrayLike, reference: ArrayLike) -> float:
-    """Dice of two binary masks; both empty -> 1.0, one empty -> 0.0."""
-    p, r = _numpy(prediction).astype(bool), _numpy(reference).astype(bool)
-    total = int(p.sum()) + int(r.sum())
-    return 1.0 if total == 0 else 2.0 * int((p & r).sum()) / total
+    """Dice of two binary masks with the spine's policy (:func:`medseg.metrics.dice.dice`): both empty -> 1.0."""
+    p, r = _numpy(prediction).astype(np.uint8), _numpy(reference).astype(np.uint8)
+    return dice(p != 0, r != 0, [1])[1] if p.size else 1.0
 
 
 def hd95_binary(prediction: ArrayLike, reference: ArrayLike, spacing: Sequence[float] | None = None) -> float:
-    """95th-percentile symmetric Hausdorff distance in mm (MONAI); both empty -> 0, one empty -> diagonal."""
+    """HD95 in mm of two binary masks (:func:`medseg.metrics.surface.hd95`; ``spacing`` default 1 mm).
+
+    Spine policy: both empty -> 0, one empty -> the image diagonal in mm.
+    """
     p, r = _numpy(prediction).astype(bool), _numpy(reference).astype(bool)
-    if not p.any() and not r.any():
-        return 0.0
-    if not p.any() or not r.any():
-        return image_diagonal_mm(p.shape, spacing)
-    value = compute_hausdorff_distance(
-        torch.from_numpy(p)[None, None],
-        torch.from_numpy(r)[None, None],
-        include_background=True,
-        percentile=95,
-        spacing=None if spacing is None else list(spacing),
-    )
-    return float(value.item())
+    return hd95(p, r, [1.0] * p.ndim if spacing is None else list(spacing))
+
+
+def region_counts(prediction: ArrayLike, reference: ArrayLike) -> np.ndarray:
+    """``(K, 3)`` tp/fp/fn counts of two ``(K, *spatial)`` region-mask stacks (one bincount per region).
+
+    Feed :func:`medseg.metrics.dice.dice_from_counts` for Dice with the spine's empty policy.
+    """
+    pred, ref = _numpy(prediction).astype(bool), _numpy(reference).astype(bool)
+    if pred.shape != ref.shape:
+        raise ValueError(f"region stacks differ in shape: {pred.shape} and {ref.shape}")
+    return np.stack([label_counts(p.astype(np.uint8), r.astype(np.uint8), [1]).numpy()[0] for p, r in zip(pred, ref)])
 
 
 def region_scores(

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
+from medseg.metrics.dice import dice_from_counts, label_counts
 from medseg.networks.blocks.registration import compose_flows, warp_labels
 
 
@@ -111,26 +113,6 @@ def inverse_consistency_error(
     return 0.5 * (there + back)
 
 
-def label_dice(pred: torch.Tensor, ref: torch.Tensor, labels: Sequence[int]) -> torch.Tensor:
-    """Dice per case and label of two integer label maps of equal shape ``(B, ...)``.
-
-    A label absent from both maps scores 1.
-
-    Returns:
-        ``(B, len(labels))`` Dice scores.
-    """
-    if pred.shape != ref.shape:
-        raise ValueError(f"label maps differ in shape: {tuple(pred.shape)} vs {tuple(ref.shape)}")
-    p, r = pred.flatten(1), ref.flatten(1)
-    scores = []
-    for label in labels:
-        a, b = p == label, r == label
-        inter = (a & b).sum(1).float()
-        total = (a.sum(1) + b.sum(1)).float()
-        scores.append(torch.where(total > 0, 2 * inter / total.clamp_min(1), torch.ones_like(total)))
-    return torch.stack(scores, dim=1)
-
-
 def warped_label_dice(
     moving_labels: torch.Tensor, fixed_labels: torch.Tensor, flow: torch.Tensor, labels: Sequence[int]
 ) -> torch.Tensor:
@@ -142,6 +124,10 @@ def warped_label_dice(
         labels: label values to score (e.g. ``[1, 2, 3]``).
 
     Returns:
-        ``(B, len(labels))`` Dice scores.
+        ``(B, len(labels))`` Dice scores (:func:`medseg.metrics.dice.dice`: a label absent from both scores 1).
     """
-    return label_dice(warp_labels(moving_labels, flow), fixed_labels, labels)
+    warped = warp_labels(moving_labels, flow)
+    if warped.shape != fixed_labels.shape:
+        raise ValueError(f"label maps differ in shape: {tuple(warped.shape)} vs {tuple(fixed_labels.shape)}")
+    scores = [dice_from_counts(label_counts(w, f, labels)) for w, f in zip(warped, fixed_labels, strict=True)]
+    return torch.as_tensor(np.stack(scores), dtype=torch.float32)

@@ -156,6 +156,8 @@ class MICDIR(nn.Module):
             raise ValueError(f"gcn_channels must end with latent_channels={latent_channels}, got {gcn_channels}")
         self.spatial_dims = spatial_dims
         self.bidirectional = bidirectional
+        #: spatial sizes divisible by this keep every level exact (inference pads to it)
+        self.size_divisor = 2 ** (len(enc) - 1)
         slope = negative_slope
 
         self.encoder = nn.ModuleList(

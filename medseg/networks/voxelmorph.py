@@ -88,6 +88,8 @@ class VoxelMorph(nn.Module):
         channels = [c for k in range(n) for c in (enc[k], dec[n - 1 - k])]
         self.spatial_dims = spatial_dims
         self.levels = n
+        #: spatial sizes must be divisible by this (inference pads to it)
+        self.size_divisor = 2**n
         self.bidirectional = bidirectional
         self.unet = VoxelMorphUNet(
             spatial_dims=spatial_dims,
@@ -105,7 +107,7 @@ class VoxelMorph(nn.Module):
     def forward(
         self, fixed: torch.Tensor, moving: torch.Tensor, bidirectional: bool | None = None
     ) -> dict[str, torch.Tensor]:
-        check_pair(fixed, moving, self.spatial_dims, stride=2**self.levels)
+        check_pair(fixed, moving, self.spatial_dims, stride=self.size_divisor)
         velocity = self.unet(torch.cat([moving, fixed], dim=1))
         flow = self.integrate(velocity)
         out = {"flow": flow, "moved": self.warp(moving, flow), "velocity": velocity}

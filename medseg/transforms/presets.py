@@ -7,8 +7,8 @@ everywhere, so preprocessing cannot drift between training and inference:
 (bilinear for images, nearest for labels). Both are invertible: the predictor maps network outputs
 back to the input grid with MONAI's inverse.
 
-``intensity``: CT (window clip, then offset/scale), MRI (per-channel z-score over non-zero voxels), min-max
-(per-channel [0, 1] between percentiles), none.
+``intensity``: CT (window clip, then offset/scale), MRI (per-channel z-score over non-zero voxels),
+min-max to [0, 1] after percentile clipping (per channel), none.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from monai.transforms import (
     RandRotate90d,
     RandScaleIntensityd,
     RandShiftIntensityd,
+    RandSpatialCropSamplesd,
     ScaleIntensityRanged,
     ScaleIntensityRangePercentilesd,
     Spacingd,
@@ -67,7 +68,6 @@ def intensity_transforms(cfg: PreprocessConfig, keys: Sequence[str] = (IMAGE,)) 
         return [NormalizeIntensityd(keys=list(keys), nonzero=True, channel_wise=True)]
     if cfg.intensity == "minmax":
         lower, upper = cfg.minmax_percentiles
-        # per channel (modality) of each volume; (0, 100) is plain min-max
         return [ScaleIntensityRangePercentilesd(keys=list(keys), lower=lower, upper=upper, b_min=0.0, b_max=1.0, clip=True, channel_wise=True)]
     return []
 
@@ -90,6 +90,9 @@ def training_sampling(
     pos_fraction: float,
     augment: AugmentConfig,
     spatial_axes: Sequence[int] = (0, 1, 2),
+    image_keys: Sequence[str] = (IMAGE,),
+    label_key: str | None = LABEL,
+    intensity_keys: Sequence[str] | None = None,
     class_ratios: Sequence[float] | None = None,
 ) -> Compose:
     """Random part of the training pipeline: foreground-oversampled patches, then MONAI augmentations.
@@ -99,17 +102,23 @@ def training_sampling(
         samples: patches drawn per volume.
         pos_fraction: fraction of patches centred on foreground.
         spatial_axes: axes along which flips are allowed (all three for 3D; the in-plane axes for 2D).
+        image_keys: images cropped and flipped together (e.g. an image and its filtered versions).
+        label_key: the label map; ``None`` for unlabelled data: uniform random crops that never look
+            at a label (``RandSpatialCropSamplesd``).
+        intensity_keys: keys of the intensity augmentations (default ``image_keys``; ``()``: none).
         class_ratios: if given, patch centres are drawn per class with these ratios (class index = label
             value's position) instead of foreground/background (``RandCropByLabelClassesd``).
     """
-    keys = [IMAGE, LABEL]
+    keys = [*image_keys, *([label_key] if label_key else [])]
     pos = max(pos_fraction, 0.0)
     neg = max(1.0 - pos_fraction, 0.0)
     crop: MapTransform = (
-        RandCropByLabelClassesd(keys=keys, label_key=LABEL, spatial_size=list(patch_size), ratios=list(class_ratios),
-                                num_classes=len(class_ratios), num_samples=samples, image_key=None, warn=False)
+        RandSpatialCropSamplesd(keys=keys, roi_size=list(patch_size), num_samples=samples, random_size=False)
+        if not label_key
+        else RandCropByLabelClassesd(keys=keys, label_key=label_key, spatial_size=list(patch_size), ratios=list(class_ratios),
+                                     num_classes=len(class_ratios), num_samples=samples, image_key=None, warn=False)
         if class_ratios is not None
-        else RandCropByPosNegLabeld(keys=keys, label_key=LABEL, spatial_size=list(patch_size), pos=pos, neg=neg, num_samples=samples, image_key=None)
+        else RandCropByPosNegLabeld(keys=keys, label_key=label_key, spatial_size=list(patch_size), pos=pos, neg=neg, num_samples=samples, image_key=None)
     )
     out: list[MapTransform] = [SpatialPadd(keys=keys, spatial_size=list(patch_size), mode="constant"), crop]
     for axis in spatial_axes:
@@ -118,10 +127,18 @@ def training_sampling(
     in_plane = [a for a in spatial_axes if patch_size[a] > 1][:2]
     if augment.rotate90 > 0 and len(in_plane) == 2 and patch_size[in_plane[0]] == patch_size[in_plane[1]]:
         out.append(RandRotate90d(keys=keys, prob=augment.rotate90, spatial_axes=tuple(in_plane)))
-    if augment.scale_intensity > 0:
-        out.append(RandScaleIntensityd(keys=[IMAGE], factors=0.1, prob=augment.scale_intensity))
-    if augment.shift_intensity > 0:
-        out.append(RandShiftIntensityd(keys=[IMAGE], offsets=0.1, prob=augment.shift_intensity))
-    if augment.gaussian_noise > 0:
-        out.append(RandGaussianNoised(keys=[IMAGE], prob=augment.gaussian_noise, std=0.05))
+    out += intensity_augmentation(augment, image_keys if intensity_keys is None else intensity_keys)
     return Compose(out)
+
+
+def intensity_augmentation(augment: AugmentConfig, keys: Sequence[str] = (IMAGE,)) -> list[MapTransform]:
+    """MONAI's random intensity scale, shift and Gaussian noise (one draw per call, shared by ``keys``)."""
+    keys = list(keys)
+    out: list[MapTransform] = []
+    if augment.scale_intensity > 0 and keys:
+        out.append(RandScaleIntensityd(keys=keys, factors=0.1, prob=augment.scale_intensity))
+    if augment.shift_intensity > 0 and keys:
+        out.append(RandShiftIntensityd(keys=keys, offsets=0.1, prob=augment.shift_intensity))
+    if augment.gaussian_noise > 0 and keys:
+        out.append(RandGaussianNoised(keys=keys, prob=augment.gaussian_noise, std=0.05))
+    return out

@@ -9,11 +9,11 @@ import torch
 from medseg.data import brats_labels as bl
 from medseg.errors import MedsegInputError
 
-LABELS = {"2018": np.array([[0, 1], [2, 4]]), "2021": np.array([[0, 1], [2, 3]])}
+LABELS = {"2018": np.array([[0, 1], [2, 4]]), "2023": np.array([[0, 1], [2, 3]])}
 LEVELS = np.array([[0, 2], [1, 3]])
 
 
-@pytest.mark.parametrize("convention", ["2018", "2021"])
+@pytest.mark.parametrize("convention", ["2018", "2023"])
 @pytest.mark.parametrize("kind", ["numpy", "torch"])
 def test_round_trips(convention: str, kind: str) -> None:
     rng = np.random.default_rng(0)
@@ -28,7 +28,7 @@ def test_round_trips(convention: str, kind: str) -> None:
     assert np.array_equal(np.asarray(bl.regions_to_levels(regions)), np.asarray(levels))
 
 
-@pytest.mark.parametrize("convention", ["2018", "2021"])
+@pytest.mark.parametrize("convention", ["2018", "2023"])
 def test_known_mapping(convention: str) -> None:
     labels = LABELS[convention]
     assert np.array_equal(bl.labels_to_levels(labels, convention), LEVELS)
@@ -39,12 +39,12 @@ def test_known_mapping(convention: str) -> None:
 
 
 def test_convention_translation() -> None:
-    assert np.array_equal(bl.levels_to_labels(bl.labels_to_levels(LABELS["2018"]), "2021"), LABELS["2021"])
+    assert np.array_equal(bl.levels_to_labels(bl.labels_to_levels(LABELS["2018"]), "2023"), LABELS["2023"])
 
 
 @pytest.mark.parametrize(
     ("values", "convention", "ambiguous"),
-    [([0, 1, 2, 4], "2018", False), ([0, 2, 3], "2021", False), ([0, 1, 2], "2018", True), ([0], "2018", True)],
+    [([0, 1, 2, 4], "2018", False), ([0, 2, 3], "2023", False), ([0, 1, 2], "2018", True), ([0], "2018", True)],
 )
 def test_detect_convention(values: list[int], convention: str, ambiguous: bool) -> None:
     report = bl.detect_convention(np.array(values))
@@ -53,7 +53,7 @@ def test_detect_convention(values: list[int], convention: str, ambiguous: bool) 
 
 
 def test_ambiguous_uses_the_default() -> None:
-    assert bl.detect_convention(torch.tensor([0, 1, 2]), default="2021").convention == "2021"
+    assert bl.detect_convention(torch.tensor([0, 1, 2]), default="2023").convention == "2023"
 
 
 @pytest.mark.parametrize("values", [[0, 3, 4], [0, 5], [0, -1]])
@@ -63,8 +63,8 @@ def test_detect_rejects_invalid_maps(values: list[int]) -> None:
 
 
 def test_wrong_convention_is_reported() -> None:
-    with pytest.raises(MedsegInputError, match="2021"):
-        bl.labels_to_levels(np.array([0, 4]), "2021")
+    with pytest.raises(MedsegInputError, match="2023"):
+        bl.labels_to_levels(np.array([0, 4]), "2023")
     with pytest.raises(ValueError):
         bl.labels_to_levels(np.array([0, 4]), "2019")
     with pytest.raises(ValueError):

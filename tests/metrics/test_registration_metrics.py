@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
+from medseg.metrics.dice import dice
 from medseg.metrics.registration import (
     folding_fraction,
     inverse_consistency_error,
     inverse_consistency_map,
     jacobian_determinant,
-    label_dice,
     warped_label_dice,
 )
 from medseg.networks.blocks.registration import identity_grid
@@ -74,11 +74,14 @@ def test_inverse_consistency_error_is_zero_for_inverses_and_measured_in_mm() -> 
     assert inverse_consistency_map(t, off, spacing=(1.0, 2.5, 4.0)).shape == (1, *shape)
 
 
-def test_label_dice_counts_overlap_per_label() -> None:
-    a = torch.tensor([[0, 1, 1, 2, 2, 2]])
-    b = torch.tensor([[0, 1, 2, 2, 2, 0]])
-    dice = label_dice(a, b, [1, 2, 3])
-    torch.testing.assert_close(dice, torch.tensor([[2 * 1 / 3, 2 * 2 / 6, 1.0]]))  # label 3 absent: 1
+def test_warped_label_dice_is_the_toolkit_dice_per_case() -> None:
+    a = torch.tensor([0, 1, 1, 2, 2, 2]).view(1, 1, 1, 1, 6)
+    b = torch.tensor([0, 1, 2, 2, 2, 0]).view(1, 1, 1, 1, 6)
+    moving, fixed = torch.cat([a, b]), torch.cat([b, b])  # case 0: a vs b, case 1: identical
+    scores = warped_label_dice(moving, fixed, torch.zeros(2, 3, 1, 1, 6), [1, 2, 3])
+    torch.testing.assert_close(scores[0], torch.tensor([2 * 1 / 3, 2 * 2 / 6, 1.0]))  # label 3 absent: 1
+    assert list(scores[0].numpy()) == pytest.approx(list(dice(a, b, [1, 2, 3]).values()))
+    torch.testing.assert_close(scores[1], torch.ones(3))
 
 
 def test_warping_labels_back_by_their_shift_restores_the_dice() -> None:

@@ -1,0 +1,235 @@
+"""Inference memory plan: host and device memory of one prediction, estimated before it runs.
+
+The estimate is shape x channels x dtype of every buffer the predictor holds at each phase
+(preprocess, network, restore), plus the network's working memory for one window batch (measured once
+by a probe: CUDA's peak allocator statistic on the GPU, the sizes of the layers' outputs on the CPU).
+The plan picks where to stitch (on the GPU when the accumulator fits in its free memory, else on the
+host) and the accumulation dtype (float16 on the GPU, float32 on the host); ``medseg predict --plan``
+prints it. The CPU estimate is checked against the measured peak by the tests (within 2x).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from monai.data import MetaTensor
+from monai.transforms import MapTransform
+from torch import nn
+
+from medseg.inference.stitch import SLAB_VOXELS, WindowGrid
+
+#: fraction of the GPU's free memory the plan lets the stitching buffers use
+DEVICE_HEADROOM = 0.8
+_BYTES = {torch.float32: 4, torch.float16: 2, torch.bfloat16: 2}
+
+
+def grid_shape(spatial: Sequence[MapTransform], shape: Sequence[int], affine: np.ndarray, channels: int = 1) -> tuple[int, ...]:
+    """Network-grid shape of an image of ``shape``/``affine`` after the spatial transforms (nothing is resampled).
+
+    Runs fresh copies of the transforms lazily on a zero-stride tensor: MONAI computes the output shape
+    exactly as the real transforms will, without touching voxels.
+    """
+    import copy
+
+    data: Any = {"image": MetaTensor(torch.zeros(1).expand(channels, *shape), affine=torch.as_tensor(affine))}
+    for t in spatial:
+        lazy = copy.deepcopy(t)
+        lazy.lazy = True
+        data = lazy(data)
+    return tuple(int(s) for s in data["image"].peek_pending_shape())
+
+
+def probe_workspace(network: nn.Module, channels: int, roi: Sequence[int], batch: int, device: torch.device, amp: bool) -> tuple[int, int]:
+    """``(bytes the network needs for one window batch beyond its weights, its output channels)``.
+
+    CUDA: the allocator's peak during one forward. CPU: the largest live set of a layer, taken as three
+    times the largest layer output (input, output and one skip connection of that size), which
+    brackets the measured peak of encoder-decoder networks.
+    """
+    x = torch.zeros((batch, channels, *roi), device=device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        base = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        with torch.inference_mode(), torch.autocast("cuda", enabled=amp):
+            out = network(x)
+        torch.cuda.synchronize(device)
+        return int(torch.cuda.max_memory_allocated(device) - base), int(out.shape[1])
+    sizes: list[int] = []
+
+    def hook(_m: nn.Module, _i: Any, out: Any) -> None:
+        if isinstance(out, torch.Tensor):
+            sizes.append(out.numel() * out.element_size())
+
+    handles = [m.register_forward_hook(hook) for m in network.modules() if not list(m.children())]
+    try:
+        with torch.inference_mode():
+            out = network(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return 3 * max(sizes, default=x.numel() * 4) + x.numel() * 4, int(out.shape[1])
+
+
+@dataclass
+class MemoryPlan:
+    """Where one prediction stitches and how much memory it needs (bytes, by buffer, at the peak phase).
+
+    Attributes:
+        input_shape / grid_shape: spatial shape of the input and of the network grid.
+        channels / outputs / probabilities: input modalities, network output channels, probability channels.
+        windows: sliding-window passes x windows.
+        stitch_on: ``"device"`` (the GPU) or ``"host"``.
+        accumulate: accumulator dtype name.
+        host / device: estimated peak bytes per buffer (the phase with the largest total).
+        free_device: free GPU memory when planned (``None`` on the CPU).
+        fallback: set when a CUDA out-of-memory error moved the stitching to the host.
+    """
+
+    input_shape: tuple[int, ...]
+    grid_shape: tuple[int, ...]
+    channels: int
+    outputs: int
+    probabilities: int
+    windows: int
+    device: str
+    stitch_on: str
+    accumulate: str
+    resample: bool
+    keep_probabilities: bool
+    host: dict[str, int] = field(default_factory=dict)
+    device_bytes: dict[str, int] = field(default_factory=dict)
+    free_device: int | None = None
+    reason: str = ""
+    fallback: str | None = None
+
+    @property
+    def host_peak(self) -> int:
+        return sum(self.host.values())
+
+    @property
+    def device_peak(self) -> int:
+        return sum(self.device_bytes.values())
+
+    @property
+    def input_bytes(self) -> int:
+        """float32 size of the input volume (all channels): the unit of the CPU RAM target."""
+        return 4 * self.channels * int(np.prod(self.input_shape))
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.update(host_peak=self.host_peak, device_peak=self.device_peak, input_bytes=self.input_bytes)
+        return out
+
+    def format(self) -> str:
+        """Human-readable plan (``medseg predict --plan``)."""
+        mb = lambda b: f"{b / 2**20:,.1f} MB"  # noqa: E731
+        lines = [
+            f"input {'x'.join(map(str, self.input_shape))} x {self.channels} ch ({mb(self.input_bytes)} as float32)"
+            f" -> network grid {'x'.join(map(str, self.grid_shape))}, {self.windows} windows",
+            f"device {self.device}: stitch on {self.stitch_on}, accumulate {self.accumulate}"
+            f"{', resample back slab by slab' if self.resample else ''} ({self.reason})",
+            f"host peak   ~{mb(self.host_peak)} ({self.host_peak / max(self.input_bytes, 1):.2f}x input): "
+            + ", ".join(f"{k} {mb(v)}" for k, v in self.host.items() if v),
+        ]
+        if self.device_bytes:
+            free = f", free {mb(self.free_device)}" if self.free_device is not None else ""
+            lines.append(f"device peak ~{mb(self.device_peak)}{free}: " + ", ".join(f"{k} {mb(v)}" for k, v in self.device_bytes.items() if v))
+        if self.fallback:
+            lines.append(f"fallback: {self.fallback}")
+        return "\n".join(lines)
+
+
+def make_plan(
+    input_shape: Sequence[int],
+    grid: Sequence[int],
+    channels: int,
+    outputs: int,
+    probabilities: int,
+    roi: Sequence[int],
+    overlap: float,
+    sw_batch_size: int,
+    passes: int,
+    device: torch.device,
+    workspace: int,
+    parameters: int,
+    resample: bool,
+    keep_probabilities: bool,
+    free_device: int | None = None,
+    stitch: str = "auto",
+    accumulate: str = "auto",
+    slab_voxels: int = SLAB_VOXELS,
+) -> MemoryPlan:
+    """Estimate buffers per phase and choose the stitching place and accumulation dtype.
+
+    Args:
+        passes: sliding-window passes (1, or 8 with 3D mirroring TTA).
+        workspace: the network's bytes for one window batch (:func:`probe_workspace`).
+        parameters: bytes of the network's weights.
+        free_device: free GPU memory (``None``: CPU).
+        stitch: ``auto`` | ``device`` | ``host``; accumulate: ``auto`` | ``float32`` | ``float16`` | ``bfloat16``.
+    """
+    from medseg.inference.engine import ACCUMULATE
+
+    n_in, n_grid = int(np.prod(input_shape)), int(np.prod(grid))
+    win = WindowGrid.build(grid, roi, overlap)
+    n_pad = int(np.prod(win.padded))
+    cuda = device.type == "cuda"
+    f32 = 4
+
+    def sizes(on_device: bool, acc: torch.dtype) -> tuple[dict[str, int], dict[str, int]]:
+        ab = _BYTES[acc]
+        plane = max(1, int(np.prod(grid[1:])))
+        slab = min(n_grid, max(plane, (slab_voxels // plane) * plane))
+        stitching = {
+            "accumulator": outputs * n_pad * ab,
+            "tta_total": probabilities * n_grid * ab if passes > 1 else 0,
+            "slab_temporaries": (outputs + 4) * slab * f32,  # logits, normaliser, int64 argmax
+        }
+        window = {"network_workspace": workspace, "window_batch": sw_batch_size * channels * int(np.prod(roi)) * f32}
+        host = {"preprocessed": channels * n_grid * f32, "tta_flipped_input": channels * n_grid * f32 if passes > 1 else 0}
+        dev: dict[str, int] = {}
+        if cuda:
+            dev = {"weights": parameters, **window, "image": channels * n_grid * f32}
+            (dev if on_device else host).update(stitching)
+        else:
+            host.update(stitching, **window)
+        restore = {"labels": 2 * n_in + (0 if resample else n_grid), "resample_slab": (3 * probabilities + 2) * slab * f32 if resample else 0}
+        if keep_probabilities:
+            restore["probabilities_out"] = 3 * probabilities * n_in * f32
+        host.update(restore)
+        if not cuda:  # the window phase's buffers are freed before the slab-wise normalise/argmax/restore phase
+            after = {k: host[k] for k in ("slab_temporaries", *restore) if k in host}
+            during = {k: host[k] for k in window}
+            for k in after if sum(during.values()) >= sum(after.values()) else during:
+                del host[k]
+        preprocess = 2 * channels * n_grid * f32 + channels * n_in * f32  # oriented copy, resampled, intensity copy
+        if preprocess > sum(host.values()):  # the preprocessing phase is the peak (a finer grid than the input)
+            host = {"preprocessing": preprocess}
+        return host, dev
+
+    if stitch == "auto":
+        if not cuda:
+            stitch_on, reason = "host", "CPU"
+        else:
+            acc = ACCUMULATE["float16" if accumulate == "auto" else accumulate]
+            need = sum(sizes(True, acc)[1].values())
+            fits = free_device is None or need <= DEVICE_HEADROOM * free_device
+            stitch_on = "device" if fits else "host"
+            reason = "fits in free GPU memory" if fits else "accumulator does not fit in free GPU memory"
+    else:
+        stitch_on, reason = stitch, "requested"
+    if accumulate == "auto":
+        accumulate = "float16" if cuda and stitch_on == "device" else "float32"
+    host, dev = sizes(stitch_on == "device", ACCUMULATE[accumulate])
+    return MemoryPlan(
+        tuple(int(s) for s in input_shape), tuple(int(s) for s in grid), channels, outputs, probabilities,
+        passes * win.windows, str(device), stitch_on, accumulate, resample, keep_probabilities, host, dev, free_device, reason,
+    )
+
+
+__all__ = ["DEVICE_HEADROOM", "MemoryPlan", "grid_shape", "make_plan", "probe_workspace"]
