@@ -151,8 +151,7 @@ def predict(
             raise MedsegInputError(first, "--series-uid selects a series of one DICOM folder; it does not apply to a batch")
         if modalities is not None:
             raise MedsegInputError(first, "--modalities names the -i files of one case; in a batch, file names give the modality (case_fat, case_wat, ... or case_0000, case_0001, ...)")
-        cases = batch_cases(first, read_manifest(resolve_model(model)).modalities)
-        cases = batch_cases(first) if layout is None else layout_cases(first, layout)
+        cases = batch_cases(first, read_manifest(resolve_model(model)).modalities) if layout is None else layout_cases(first, layout)
         fmt, report = output_format or "nifti", True if report is None else report
         ensure_writable_dir(output)
         for extra_dir in (probabilities, preview, stats, *extras.values()):
