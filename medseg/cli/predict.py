@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import typer
@@ -19,7 +20,7 @@ import typer
 from medseg.engine import distributed
 from medseg.engine.device import resolve_device
 from medseg.data.registry import load_layout
-from medseg.engine.package import ModelPackage, describe, load_model_package
+from medseg.engine.package import ModelPackage, describe, load_model_package, read_manifest
 from medseg.engine.progress import console, make_progress
 from medseg.errors import MedsegInputError, MedsegOutputError
 from medseg.inference.batch import (
@@ -37,6 +38,7 @@ from medseg.inference.predictor import Predictor
 from medseg.io.atomic import ensure_writable_dir, full_suffix
 from medseg.io.dicom import is_dicom_folder
 from medseg.io.image_io import IMAGE_SUFFIXES
+from medseg.io.modalities import case_files
 
 #: Where ``-m NAME`` looks for a package named NAME when NAME is not a path (the Docker image sets /models).
 MODELS_ENV = "MEDSEG_MODELS"
@@ -119,6 +121,12 @@ def predict(
     probabilities: Path | None = typer.Option(None, help="Also write float probabilities (channels last), same geometry (a folder in batch mode)."),
     preview: Path | None = typer.Option(None, help="Also write a PNG preview (three orthogonal slices) (a folder in batch mode)."),
     stats: Path | None = typer.Option(None, help="Also write voxel counts and volumes (ml) per label as JSON (a folder in batch mode)."),
+    modalities: str | None = typer.Option(
+        None, "--modalities",
+        help="Modality of each -i image, comma-separated, in the order given (e.g. wat,fat,inn,opp): the images are put "
+        "into the model's order. Without it, give -i in the model's order (medseg.json 'modalities'); file names that "
+        "name a modality are checked against it.",
+    ),
     layout: str | None = typer.Option(None, "--layout", help="Read a folder input as a registered dataset layout, e.g. brats (one folder per case: *_t1, *_t1ce, *_t2, *_flair)."),
     extra: list[str] | None = typer.Option(None, "--extra", help="Also write an output the model's head offers, as NAME=PATH (repeatable), e.g. regions=regions.nii.gz for nested BraTS models (WT, TC, ET masks, channels last); a folder in batch mode."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
@@ -141,7 +149,9 @@ def predict(
     if batch:
         if series_uid is not None:
             raise MedsegInputError(first, "--series-uid selects a series of one DICOM folder; it does not apply to a batch")
-        cases = batch_cases(first) if layout is None else layout_cases(first, layout)
+        if modalities is not None:
+            raise MedsegInputError(first, "--modalities names the -i files of one case; in a batch, file names give the modality (case_fat, case_wat, ... or case_0000, case_0001, ...)")
+        cases = batch_cases(first, read_manifest(resolve_model(model)).modalities) if layout is None else layout_cases(first, layout)
         fmt, report = output_format or "nifti", True if report is None else report
         ensure_writable_dir(output)
         for extra_dir in (probabilities, preview, stats, *extras.values()):
@@ -150,6 +160,8 @@ def predict(
         targets = lambda case: _with_extras(targets_in_folder(output, case.name, fmt, report, uncertainty, probabilities, preview, stats), folder_extras(case))  # noqa: E731
     else:
         case = single_case(list(inputs))
+        if case.dicom and modalities is not None:
+            raise MedsegInputError(first, "--modalities names image files; a DICOM series folder is one modality")
         cases = [case]
         fmt, to_folder = _single_output_kind(output, output_format)
         report = bool(report)
@@ -178,6 +190,8 @@ def predict(
     if device == "auto" and not quiet:
         console.print(f"device: {reason}")
     package = load_model_package(resolve_model(model), dev)
+    if not batch and not cases[0].dicom:  # one case: files into the model's modality order (checked by name)
+        cases = [replace(cases[0], paths=tuple(case_files(cases[0].paths, modalities, package.manifest.modalities)))]
     _check_extras(extras, package)
     if not quiet and package.adapter.describe():
         console.print(package.adapter.describe())

@@ -7,6 +7,7 @@ where they are, under their own names (nothing is copied or renamed).
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,7 @@ def load_decathlon(dataset_json: str | Path, section: str = "training") -> list[
         images = entry["image"] if isinstance(entry["image"], list) else [entry["image"]]
         image_paths = [str((root / p).resolve()) for p in images]
         label = entry.get("label")
-        cases.append({"case": case_name(image_paths[0]), "image": image_paths, "label": str((root / label).resolve()) if label else None})
+        cases.append({"case": shared_case_name(image_paths), "image": image_paths, "label": str((root / label).resolve()) if label else None})
     _check_exist(cases, dataset_json)
     return cases
 
@@ -86,6 +87,20 @@ def group_channels(folder: str | Path) -> dict[str, list[Path]]:
             raise MedsegInputError(folder, f"case '{case}' has channels {sorted(channels)}; expected 0..{len(channels) - 1}")
         out[case] = [channels[c] for c in sorted(channels)]
     return out
+
+
+def shared_case_name(paths: list[str]) -> str:
+    """Case name of one case's files: the file name for one file; for several, what their names share
+    (``spine_000_fat`` + ``spine_000_inn`` -> ``spine_000``; nnU-Net ``case_0000`` + ``case_0001`` -> ``case``)."""
+    names = [case_name(p) for p in paths]
+    if len(names) == 1:
+        return names[0]
+    stripped = [m["case"] if (m := _CHANNEL.match(n)) else n for n in names]
+    if len(set(stripped)) == 1:
+        return stripped[0]
+    prefix = os.path.commonprefix(names)
+    cut = max(prefix.rfind(sep) for sep in "_-.")
+    return prefix[:cut] if cut > 0 else names[0]
 
 
 def discover_cases(path: str | Path, layout: str = "auto") -> list[Case]:

@@ -1,7 +1,8 @@
 """What ``medseg predict`` reads: cases from files, a DICOM folder, a folder of cases or a list file.
 
 - a case is one or more image files (one per modality) or one DICOM series folder;
-- a folder of cases holds image files (nnU-Net ``case_0000`` channel naming groups modalities) and/or
+- a folder of cases holds image files (nnU-Net ``case_0000`` channel naming, or ``case_<modality>`` names
+  for a multi-modal model, group modalities) and/or
   sub-folders that each hold one DICOM series (the sub-folder's name is the case name);
 - a list file (``.txt``, ``.csv``, ``.lst``, ``.tsv``) names one case per line: its image files (one per
   modality, separated by commas or tabs) or a DICOM folder; relative paths are relative to the list file,
@@ -12,17 +13,18 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from monai.data import MetaTensor
 
-from medseg.data.layouts import group_channels
+from medseg.data.layouts import group_channels, shared_case_name
 from medseg.errors import MedsegInputError
 from medseg.inference.predictor import Predictor
 from medseg.io.dicom import DicomSeries, is_dicom_folder, read_dicom_series
 from medseg.io.geometry import Geometry
-from medseg.io.image_io import case_name
+from medseg.io.modalities import group_by_modality
 from medseg.transforms.loading import to_metatensor
 
 LIST_SUFFIXES = (".txt", ".csv", ".lst", ".tsv")
@@ -73,12 +75,17 @@ def single_case(paths: list[Path]) -> CaseSource:
     for path in paths:
         if path.is_dir():
             raise MedsegInputError(path, "is a folder; give one folder alone, or files (one -i per modality)")
-    return CaseSource(case_name(paths[0]), tuple(paths))
+    return CaseSource(shared_case_name([str(p) for p in paths]), tuple(paths))
 
 
-def folder_cases(folder: Path) -> list[CaseSource]:
-    """Cases of a folder: image files grouped by case, and sub-folders holding a DICOM series."""
-    cases = [CaseSource(name, tuple(files)) for name, files in group_channels(folder).items()]
+def folder_cases(folder: Path, modalities: Sequence[str] | None = None) -> list[CaseSource]:
+    """Cases of a folder: image files grouped by case, and sub-folders holding a DICOM series.
+
+    With a multi-modal model's ``modalities``, files named ``case_<modality>`` (``spine_010_fat.nii.gz``)
+    are grouped by case in the model's order; otherwise nnU-Net's ``case_0000`` naming groups them.
+    """
+    grouped = group_by_modality(folder, modalities) if modalities else None
+    cases = [CaseSource(name, tuple(files)) for name, files in (grouped or group_channels(folder)).items()]
     for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
         if is_dicom_folder(sub):
             cases.append(CaseSource(sub.name, (sub,), dicom=True))
@@ -103,15 +110,15 @@ def list_file_cases(list_file: Path) -> list[CaseSource]:
         elif any(p.is_dir() for p in paths):
             raise MedsegInputError(list_file, f"line {number}: a DICOM folder must stand alone on its line")
         else:
-            cases.append(CaseSource(case_name(paths[0]), tuple(paths)))
+            cases.append(CaseSource(shared_case_name([str(p) for p in paths]), tuple(paths)))
     if not cases:
         raise MedsegInputError(list_file, "the case list names no cases")
     return _unique(cases, list_file)
 
 
-def batch_cases(path: Path) -> list[CaseSource]:
-    """Cases of a folder or list file (``medseg predict`` batch mode)."""
-    cases = list_file_cases(path) if is_list_file(path) else folder_cases(path)
+def batch_cases(path: Path, modalities: Sequence[str] | None = None) -> list[CaseSource]:
+    """Cases of a folder or list file (``medseg predict`` batch mode); ``modalities``: the model's."""
+    cases = list_file_cases(path) if is_list_file(path) else folder_cases(path, modalities)
     if not cases:
         raise MedsegInputError(path, "folder holds no images and no DICOM series folders")
     return cases

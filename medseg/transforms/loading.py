@@ -14,6 +14,7 @@ from monai.transforms import MapTransform
 from medseg.errors import MedsegInputError
 from medseg.io.geometry import Geometry
 from medseg.io.image_io import read_image, read_modalities
+from medseg.io.modalities import check_modality_order
 
 
 def to_metatensor(array: np.ndarray, geometry: Geometry) -> MetaTensor:
@@ -27,9 +28,14 @@ def load_case_arrays(
 ) -> tuple[MetaTensor, MetaTensor | None, Geometry]:
     """Read the modalities of one case (and its label map) and check that they share one geometry.
 
+    Several files are checked against ``modalities`` first (count, and order where the file names say
+    which modality they hold; see :mod:`medseg.io.modalities`).
+
     Returns:
         ``(image (C, I, J, K) float32, label (1, I, J, K) or None, geometry of the first modality)``.
     """
+    if modalities and len(images) > 1:
+        check_modality_order(images, modalities)
     if len(images) == 1:
         array, geometry = read_image(images[0], "image", allow_channels=True)
         array = array[None] if array.ndim == 3 else np.moveaxis(array, -1, 0)
