@@ -19,26 +19,32 @@ from tests.engine.test_registration_trainer import TINY_MICDIR
 from tests.integration.test_cli_bad_input import _assert_clean_error, _bad_image
 
 
-@pytest.fixture(scope="module")
-def registration_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Three 6 mm MNI152 pairs with large deformations; a tiny MICDIR trained on them through the CLI."""
-    root = tmp_path_factory.mktemp("registration")
-    index = write_pairs(root / "pairs", 3, seed=0, template=load_mni152(6, shape=(32, 32, 32)), deformation=DeformationSpec(20.0, 20.0))
+def _train_on_pairs(root: Path, n_pairs: int, mm: int, size: int, network: dict, loss: dict, steps: tuple[int, int], lr: float) -> Path:
+    """``n_pairs`` MNI152 pairs at ``mm`` on a ``size^3`` grid (large deformations) and a model trained on them
+    through ``medseg train`` for ``epochs x iterations`` = ``steps``; returns ``root``."""
+    index = write_pairs(root / "pairs", n_pairs, seed=0, template=load_mni152(mm, shape=(size,) * 3), deformation=DeformationSpec(20.0, 20.0))
     config = {
-        "name": "tiny_micdir", "task": "registration", "seed": 0, "deterministic": True,
+        "name": f"tiny_{network['name']}", "task": "registration", "seed": 0, "deterministic": True,
         "data": {"dataset": str(index), "labels": {0: "background", 1: "csf_other", 2: "grey_matter", 3: "white_matter"},
                  "modalities": ["MRI"], "val_fraction": 0.0},
-        "preprocess": {"intensity": "minmax", "target_spacing": [6.0, 6.0, 6.0]},
-        "network": {"name": "micdir", "kwargs": TINY_MICDIR},
-        "loss": {"name": "micdir", "kwargs": {"similarity": "lncc"}},
-        "train": {"epochs": 2, "iterations_per_epoch": 5, "batch_size": 1, "samples_per_volume": 1, "patch_size": [32, 32, 32],
-                  "optimizer": "adam", "lr": 0.01, "weight_decay": 0.0, "lr_schedule": "constant",
+        "preprocess": {"intensity": "minmax", "target_spacing": [float(mm)] * 3},
+        "network": network,
+        "loss": loss,
+        "train": {"epochs": steps[0], "iterations_per_epoch": steps[1], "batch_size": 1, "samples_per_volume": 1,
+                  "patch_size": [size] * 3, "optimizer": "adam", "lr": lr, "weight_decay": 0.0, "lr_schedule": "constant",
                   "augment": {"flip": 0.0, "scale_intensity": 0.0, "shift_intensity": 0.0, "gaussian_noise": 0.0}},
     }
-    (root / "tiny.yaml").write_text(yaml.safe_dump(config))
-    result = run_cli("train", str(root / "tiny.yaml"), "--out", str(root / "run"), "--device", "cpu", "-q")
+    (root / "pipeline.yaml").write_text(yaml.safe_dump(config))
+    result = run_cli("train", str(root / "pipeline.yaml"), "--out", str(root / "run"), "--device", "cpu", "-q")
     assert result.returncode == 0, result.stderr
     return root
+
+
+@pytest.fixture(scope="module")
+def registration_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three 6 mm MNI152 pairs with large deformations; a tiny MICDIR trained on them (10 steps) through the CLI."""
+    return _train_on_pairs(tmp_path_factory.mktemp("registration"), 3, 6, 32, {"name": "micdir", "kwargs": TINY_MICDIR},
+                           {"name": "micdir", "kwargs": {"similarity": "lncc"}}, (2, 5), 0.01)
 
 
 def _restore(path: Path, out: Path, code: str) -> Path:
@@ -91,23 +97,8 @@ def voxelmorph_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     4 mm, not 6 mm: at 6 mm even direct optimisation of a field on this pair does not raise tissue Dice (the
     argmax tissue labels are too coarse); at 4 mm it does. A tiny MICDIR at this budget does not (yet), see
     pipelines/README.md (MICDIR), so the Dice check trains the VoxelMorph baseline through the same task."""
-    root = tmp_path_factory.mktemp("registration_vxm")
-    index = write_pairs(root / "pairs", 1, seed=0, template=load_mni152(4, shape=(48, 48, 48)), deformation=DeformationSpec(20.0, 20.0))
-    config = {
-        "name": "tiny_voxelmorph", "task": "registration", "seed": 0, "deterministic": True,
-        "data": {"dataset": str(index), "labels": {0: "background", 1: "csf_other", 2: "grey_matter", 3: "white_matter"},
-                 "modalities": ["MRI"], "val_fraction": 0.0},
-        "preprocess": {"intensity": "minmax", "target_spacing": [4.0, 4.0, 4.0]},
-        "network": {"name": "voxelmorph", "kwargs": {"spatial_dims": 3}},
-        "loss": {"name": "voxelmorph"},
-        "train": {"epochs": 4, "iterations_per_epoch": 25, "batch_size": 1, "samples_per_volume": 1, "patch_size": [48, 48, 48],
-                  "optimizer": "adam", "lr": 0.002, "weight_decay": 0.0, "lr_schedule": "constant",
-                  "augment": {"flip": 0.0, "scale_intensity": 0.0, "shift_intensity": 0.0, "gaussian_noise": 0.0}},
-    }
-    (root / "vxm.yaml").write_text(yaml.safe_dump(config))
-    result = run_cli("train", str(root / "vxm.yaml"), "--out", str(root / "run"), "--device", "cpu", "-q")
-    assert result.returncode == 0, result.stderr
-    return root
+    return _train_on_pairs(tmp_path_factory.mktemp("registration_vxm"), 1, 4, 48, {"name": "voxelmorph", "kwargs": {"spatial_dims": 3}},
+                           {"name": "voxelmorph"}, (4, 25), 0.002)
 
 
 def test_short_training_improves_dice(voxelmorph_run: Path, tmp_path: Path) -> None:
