@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from medseg.errors import MedsegConfigError
 
@@ -410,13 +417,19 @@ def load_pipeline(path: str | Path, overrides: dict[str, Any] | None = None) -> 
     raw = read_yaml_mapping(path)
     if "stages" in raw:
         raise MedsegConfigError(f"{path}: is a staged pipeline ('stages:'): train it with `medseg train` (see medseg.engine.stages)")
-    for dotted, value in (overrides or {}).items():
+    return validate_pipeline(apply_overrides(raw, overrides or {}), source=str(path), base_dir=path.parent)
+
+
+def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Set ``{"section.key": value}`` overrides in a raw pipeline mapping (in place, missing sections created);
+    returns ``raw``. Example: ``apply_overrides(raw, {"train.epochs": 2})``."""
+    for dotted, value in overrides.items():
         node = raw
         *parents, leaf = dotted.split(".")
         for part in parents:
             node = node.setdefault(part, {})
         node[leaf] = value
-    return validate_pipeline(raw, source=str(path), base_dir=path.parent)
+    return raw
 
 
 def read_yaml_mapping(path: Path) -> dict[str, Any]:

@@ -11,6 +11,8 @@ import pytest
 import torch
 import yaml
 
+from medseg.config import apply_overrides
+
 # OMP_NUM_THREADS wins when set: on an oversubscribed machine one thread runs these tiny convolutions ~10x faster
 torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or min(2, os.cpu_count() or 1)))
 
@@ -35,12 +37,7 @@ TINY_PIPELINE = {
 def write_pipeline(path: Path, **overrides: object) -> Path:
     """Write the tiny pipeline (with top-level ``section.key`` overrides) to ``path``."""
     config = yaml.safe_load(yaml.safe_dump(TINY_PIPELINE))
-    for dotted, value in overrides.items():
-        node = config
-        *parents, leaf = dotted.split(".")
-        for part in parents:
-            node = node[part]
-        node[leaf] = value
+    apply_overrides(config, overrides)
     path.write_text(yaml.safe_dump(config))
     return path
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from medseg.config import validate_pipeline
+from medseg.config import apply_overrides, validate_pipeline
 from medseg.data.mni152 import DeformationSpec, load_mni152, write_pairs
 from medseg.engine.package import load_model_package
 from medseg.engine.registration import PairDataset, RegistrationTrainer, size_divisor
@@ -42,12 +42,7 @@ def _config(pairs: Path, **overrides: object) -> dict:
         "train": {"epochs": 2, "iterations_per_epoch": 2, "batch_size": 1, "samples_per_volume": 1, "patch_size": [24, 24, 24],
                   "optimizer": "adam", "lr": 0.003, "weight_decay": 0.0, "augment": {"flip": 0.5}},
     }
-    for dotted, value in overrides.items():
-        node = config
-        *parents, leaf = dotted.split(".")
-        for part in parents:
-            node = node[part]
-        node[leaf] = value
+    apply_overrides(config, overrides)
     return config
 
 

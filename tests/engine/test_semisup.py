@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 import medseg.transforms.loading as loading
-from medseg.config import validate_pipeline
+from medseg.config import apply_overrides, validate_pipeline
 from medseg.data.atrium_phantom import make_atrium_dataset
 from medseg.engine.logs import RunLog
 from medseg.engine.package import load_model_package
@@ -59,12 +59,7 @@ def _one_thread() -> Any:
 
 def tiny_semi(**overrides: Any) -> dict[str, Any]:
     config = copy.deepcopy(TINY_SEMI)
-    for dotted, value in overrides.items():
-        node = config
-        *parents, leaf = dotted.split(".")
-        for part in parents:
-            node = node[part]
-        node[leaf] = value
+    apply_overrides(config, overrides)
     return config
 
 
