@@ -152,6 +152,10 @@ class NetworkConfig(Strict):
     def _init_shorthand(cls, v: Any) -> Any:
         return {"path": v} if isinstance(v, str) else v
 
+    def input_channels(self, modalities: int) -> int:
+        """Channels the network receives for ``modalities`` image channels (2.5D stacks multiply them)."""
+        return modalities * (2 * self.slice_context + 1)
+
     @model_validator(mode="after")
     def _context_needs_axis(self) -> NetworkConfig:
         if self.slice_context and self.slice_axis is None:

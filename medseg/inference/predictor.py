@@ -135,8 +135,7 @@ class Predictor:
 
     def _probe(self) -> tuple[int, int]:
         if self._workspace is None:
-            network = self.package.manifest.network  # 2.5D slice context stacks neighbours as channels
-            channels = len(self.package.manifest.modalities) * (2 * (network.slice_context or 0) + 1 if network.slice_axis is not None else 1)
+            channels = self.package.manifest.network.input_channels(len(self.package.manifest.modalities))
             self._workspace = probe_workspace(self.network, channels, self.roi_size, self.sw_batch_size, self.device, self.engine.amp)
         return self._workspace
 
