@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from medseg.engine.package import describe, load_model_package
+from medseg.model.package import describe, load_model_package
 from medseg.inference.batch import PHASES, RunContext, predict_case, targets_for_file
 from medseg.inference.cases import single_case
 from medseg.inference.predictor import Predictor

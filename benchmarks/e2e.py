@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from medseg.config import NetworkConfig, PreprocessConfig
-from medseg.engine.package import ModelManifest, load_model_package, save_model_package
+from medseg.model.package import ModelManifest, load_model_package, save_model_package
 from medseg.inference.predictor import Predictor
 from medseg.io.image_io import write_image
 

@@ -17,7 +17,7 @@ from torch import nn
 
 from benchmarks.common import Row, interleaved
 from benchmarks.memory import PeakMemory
-from medseg.inference.adapters import create_adapter
+from medseg.model.heads import create_head
 from medseg.inference.engine import WindowEngine
 from medseg.inference.stitch import stitch, stitched_logits
 
@@ -37,8 +37,8 @@ def monai_labels(net: nn.Module, x: torch.Tensor, roi: tuple[int, ...], sw: int,
 
 
 def medseg_engine(net: nn.Module, classes: int, roi: tuple[int, ...], sw: int, device: torch.device, stitch_on: str, amp: bool) -> WindowEngine:
-    adapter = create_adapter({"kind": "labels"}, {i: str(i) for i in range(classes)})
-    engine = WindowEngine(net, adapter, device, roi, 0.5, sw, tta=False, amp=amp)
+    head = create_head({"kind": "labels"}, {i: str(i) for i in range(classes)})
+    engine = WindowEngine(net, head, device, roi, 0.5, sw, tta=False, amp=amp)
     engine.stitch_device = device if stitch_on == "device" else torch.device("cpu")
     engine.accumulate = torch.float16 if device.type == "cuda" and stitch_on == "device" else torch.float32
     return engine

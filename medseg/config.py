@@ -396,11 +396,11 @@ def _known_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     return list(getattr(current, "model_fields", {}))
 
 
-def format_validation_error(exc: ValidationError, model: type[BaseModel], source: str) -> str:
-    """First problem of a pydantic error as one line naming the key."""
+def format_validation_error(exc: ValidationError, model: type[BaseModel], source: str, prefix: str = "") -> str:
+    """First problem of a pydantic error as one line naming the key (``prefix.key`` for a nested section)."""
     err = exc.errors()[0]
     loc = tuple(err.get("loc", ()))
-    key = ".".join(str(p) for p in loc) or "(top level)"
+    key = ".".join(str(p) for p in (prefix, *loc) if p != "") or "(top level)"
     if err.get("type") == "extra_forbidden":
         close = difflib.get_close_matches(str(loc[-1]), _known_keys(model, loc), n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""

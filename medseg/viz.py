@@ -8,16 +8,7 @@ import numpy as np
 
 from medseg.io.atomic import atomic_path
 from medseg.io.geometry import Geometry, reorient
-
-
-#: Overlay colours (label value v uses ``LABEL_COLOURS[(v - 1) % 7 + 1]``); DICOM SEG outputs default to them too.
-LABEL_COLOURS = ("#00000000", "#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#46f0f0")
-
-
-def label_colour(value: int) -> tuple[int, int, int]:
-    """RGB (0-255) of label ``value`` in previews."""
-    code = LABEL_COLOURS[(int(value) - 1) % 7 + 1]
-    return int(code[1:3], 16), int(code[3:5], 16), int(code[5:7], 16)
+from medseg.palette import LABEL_COLOURS
 
 
 def _centre(labels: np.ndarray) -> tuple[int, ...]:

@@ -14,10 +14,11 @@ from rich.table import Table
 from medseg.config import bundled_pipeline, load_pipeline
 from medseg.data.layouts import load_decathlon
 from medseg.engine.device import resolve_device
-from medseg.engine.package import load_model_package
-from medseg.engine.progress import console, make_progress
+from medseg.model.package import load_model_package
+from medseg.progress import console, make_progress
 from medseg.engine.trainer import Trainer
-from medseg.inference.outputs import CaseTargets, predict_to_files
+from medseg.inference.batch import predict_to_files
+from medseg.inference.outputs import CaseTargets
 from medseg.inference.predictor import Predictor
 from medseg.io.atomic import write_json
 from medseg.io.image_io import read_image

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import typer
 
-from medseg import __version__
+from medseg._version import __version__
 from medseg.errors import MedsegError
 
 app = typer.Typer(

@@ -19,9 +19,9 @@ import typer
 
 from medseg.engine import distributed
 from medseg.engine.device import resolve_device
-from medseg.data.registry import load_layout
-from medseg.engine.package import ModelPackage, describe, load_model_package, read_manifest
-from medseg.engine.progress import console, make_progress
+from medseg.data.registry import LAYOUTS, load_layout
+from medseg.model.package import ModelPackage, describe, load_model_package, read_manifest
+from medseg.progress import console, make_progress
 from medseg.errors import MedsegInputError, MedsegOutputError
 from medseg.inference.batch import (
     OUTPUT_FORMATS,
@@ -72,10 +72,9 @@ def layout_cases(folder: Path, layout: str) -> list[CaseSource]:
     """Cases of a folder read as a registered layout (one image per modality; labels, if any, ignored)."""
     if not folder.is_dir():
         raise MedsegInputError(folder, "--layout needs one folder as input")
-    try:
-        cases = [CaseSource(c["case"], tuple(Path(p) for p in c["image"])) for c in load_layout(layout, folder)]
-    except KeyError as exc:
-        raise MedsegInputError(None, f"--layout: {exc.args[0]}") from None
+    if layout not in LAYOUTS:
+        raise MedsegInputError(None, LAYOUTS.unknown_message(layout, option="--layout"))
+    cases = [CaseSource(c["case"], tuple(Path(p) for p in c["image"])) for c in load_layout(layout, folder)]
     if not cases:
         raise MedsegInputError(folder, f"no cases of layout '{layout}' found")
     return cases
@@ -95,11 +94,11 @@ def parse_extras(values: list[str] | None) -> dict[str, Path]:
 
 
 def _check_extras(extras: dict[str, Path], package: ModelPackage) -> None:
-    available = package.adapter.extra_outputs()
+    available = package.head.extra_outputs()
     for name in extras:
         if name not in available:
             offered = ", ".join(f"{k} ({v})" for k, v in available.items()) or "none"
-            raise MedsegInputError(None, f"--extra {name}: model '{package.manifest.name}' (output kind '{package.adapter.kind}') offers no such output; available: {offered}")
+            raise MedsegInputError(None, f"--extra {name}: model '{package.manifest.name}' (output kind '{package.head.kind}') offers no such output; available: {offered}")
 
 
 def _with_extras(targets: CaseTargets, extras: dict[str, Path]) -> CaseTargets:
@@ -193,8 +192,8 @@ def predict(
     if not batch and not cases[0].dicom:  # one case: files into the model's modality order (checked by name)
         cases = [replace(cases[0], paths=tuple(case_files(cases[0].paths, modalities, package.manifest.modalities)))]
     _check_extras(extras, package)
-    if not quiet and package.adapter.describe():
-        console.print(package.adapter.describe())
+    if not quiet and package.head.describe():
+        console.print(package.head.describe())
     with make_progress(not quiet) as bar:
         predictor = Predictor(package, dev, overlap, sw_batch_size, tta)
         predictor.compile = compile

@@ -7,8 +7,8 @@ from pathlib import Path
 import typer
 
 from medseg.engine.device import resolve_device
-from medseg.engine.package import load_model_package
-from medseg.engine.progress import console
+from medseg.model.package import load_model_package
+from medseg.progress import console
 from medseg.errors import MedsegInputError, MedsegOutputError
 from medseg.inference.outputs import OutputSet, preflight
 from medseg.inference.registration import Registrar, qa_line

@@ -20,7 +20,7 @@ from typing import Any
 import typer
 
 from medseg.cli.predict import MODELS_ENV
-from medseg.engine.package import MANIFEST, describe, load_model_package
+from medseg.model.package import MANIFEST, describe, load_model_package
 from medseg.errors import MedsegError
 from medseg.inference.report import versions
 

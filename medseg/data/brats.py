@@ -14,7 +14,7 @@ segmentation (validation/test releases) is unlabelled. One known release quirk i
 segmentation is named ``W39_1998.09.19_Segm.nii``, so a case folder without ``_seg`` whose only other NIfTI file
 has "seg" in its name uses that file.
 
-Labels stay as stored: 0, 1, 2, 4 (2017-2021) or 0, 1, 2, 3 (2023+); the nested output adapters detect the
+Labels stay as stored: 0, 1, 2, 4 (2017-2021) or 0, 1, 2, 3 (2023+); the nested output heads detect the
 convention per label map (:mod:`medseg.data.brats_labels`).
 """
 

@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from medseg.data.registry import load_layout
 from medseg.errors import MedsegInputError
 from medseg.io.image_io import case_name, is_image_file
 
@@ -108,8 +109,6 @@ def discover_cases(path: str | Path, layout: str = "auto") -> list[Case]:
     (``layout="auto"``), or of a registered layout such as ``lits`` (see :mod:`medseg.data.registry`)."""
     path = Path(path)
     if layout != "auto":
-        from medseg.data.registry import load_layout
-
         return load_layout(layout, path)
     if path.is_file() and path.suffix == ".json":
         return load_decathlon(path)

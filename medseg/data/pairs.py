@@ -36,13 +36,14 @@ import numpy as np
 
 from medseg.errors import MedsegConfigError, MedsegInputError
 from medseg.io.image_io import case_name
+from medseg.registry import Registry
 
 Pair = dict[str, Any]
 PairLoader = Callable[[Path], "PairSet"]
 PairGenerator = Callable[..., Path]
 
-_PAIR_LAYOUTS: dict[str, PairLoader] = {}
-_PAIR_GENERATORS: dict[str, PairGenerator] = {}
+PAIR_LAYOUTS: Registry[PairLoader] = Registry("pair layout", packages=["medseg.data"], option="data.layout")
+PAIR_GENERATORS: Registry[PairGenerator] = Registry("pair generator", packages=["medseg.data"], option="data.synthetic.kind")
 IMAGE_KEYS = ("fixed", "moving")
 LABEL_KEYS = ("fixed_labels", "moving_labels")
 
@@ -68,32 +69,18 @@ class PairSet:
     labels: dict[int, str] | None = None
 
 
-def register_pair_layout(name: str) -> Callable[[PairLoader], PairLoader]:
-    """Decorator registering ``loader(path) -> PairSet`` as ``data.layout: name``."""
-
-    def decorator(fn: PairLoader) -> PairLoader:
-        _PAIR_LAYOUTS[name] = fn
-        return fn
-
-    return decorator
-
-
-def register_pair_generator(kind: str) -> Callable[[PairGenerator], PairGenerator]:
-    """Decorator registering ``fn(root, n_train, n_test, seed, **options) -> pairs.json`` as a synthetic kind."""
-
-    def decorator(fn: PairGenerator) -> PairGenerator:
-        _PAIR_GENERATORS[kind] = fn
-        return fn
-
-    return decorator
+#: ``@register_pair_layout(name)``: ``loader(path) -> PairSet`` as ``data.layout: name``
+register_pair_layout = PAIR_LAYOUTS.register
+#: ``@register_pair_generator(kind)``: ``fn(root, n_train, n_test, seed, **options) -> pairs.json``
+register_pair_generator = PAIR_GENERATORS.register
 
 
 def list_pair_layouts() -> list[str]:
-    return sorted(_PAIR_LAYOUTS)
+    return PAIR_LAYOUTS.names()
 
 
 def list_pair_generators() -> list[str]:
-    return sorted(_PAIR_GENERATORS)
+    return PAIR_GENERATORS.names()
 
 
 def make_pair_entry(name: str, fixed: Any, moving: Any, fixed_labels: Any = None, moving_labels: Any = None) -> Pair:
@@ -251,9 +238,7 @@ def discover_pairs(path: str | Path, layout: str = "auto") -> PairSet:
     """Pairs of ``path`` read with ``layout`` (``auto``: pairs.json, Learn2Reg JSON, OASIS folders, imagesTr)."""
     path = Path(path)
     if layout != "auto":
-        if layout not in _PAIR_LAYOUTS:
-            raise MedsegConfigError(f"data.layout: unknown pair layout '{layout}'; known: auto, {', '.join(list_pair_layouts())}")
-        return _PAIR_LAYOUTS[layout](path)
+        return PAIR_LAYOUTS.get(layout)(path)
     if not path.exists():
         raise MedsegInputError(path, "pair source not found")
     if path.is_file():
@@ -309,9 +294,7 @@ def split_pairs(
 
 def generate_pairs(kind: str, root: Path, n_train: int, n_test: int, seed: int, **options: Any) -> Path:
     """Run the registered pair generator ``kind``; returns its ``pairs.json``."""
-    if kind not in _PAIR_GENERATORS:
-        raise MedsegConfigError(f"data.synthetic.kind: unknown pair generator '{kind}'; known: {', '.join(list_pair_generators())}")
-    return _PAIR_GENERATORS[kind](root, n_train, n_test, seed, **options)
+    return PAIR_GENERATORS.get(kind)(root, n_train, n_test, seed, **options)
 
 
 @register_pair_generator("mni152_pairs")

@@ -1,7 +1,8 @@
 """Registries for dataset layouts (real releases, read in place) and phantom generators (synthetic data).
 
 A pipeline names them in YAML: ``data.layout`` (default ``auto``) and ``data.synthetic.kind``. Each
-method's module registers its own (e.g. ``lits``, ``brats``; ``liver_phantom``, ``glioma_phantom``).
+method's module in :mod:`medseg.data` registers its own (e.g. ``lits``, ``brats``; ``liver_phantom``,
+``glioma_phantom``); the modules are imported when a registry is first asked.
 """
 
 from __future__ import annotations
@@ -10,56 +11,32 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from medseg.data.layouts import Case
+from medseg.registry import Registry
 
-#: ``loader(path) -> list of cases``
-LayoutLoader = Callable[[Path], list[Case]]
+#: ``loader(path) -> list of cases`` (``medseg.data.layouts.Case`` dicts)
+LayoutLoader = Callable[[Path], list[dict[str, Any]]]
 #: ``generator(root, n_train, n_test, seed, **options) -> dataset.json path`` (Decathlon layout)
 PhantomGenerator = Callable[..., Path]
 
-_LAYOUTS: dict[str, LayoutLoader] = {}
-_PHANTOMS: dict[str, PhantomGenerator] = {}
+LAYOUTS: Registry[LayoutLoader] = Registry("dataset layout", packages=["medseg.data"], option="data.layout")
+PHANTOMS: Registry[PhantomGenerator] = Registry("phantom kind", packages=["medseg.data"], option="data.synthetic.kind")
+register_layout = LAYOUTS.register
+register_phantom = PHANTOMS.register
 
 
-def register_layout(name: str) -> Callable[[LayoutLoader], LayoutLoader]:
-    def decorator(fn: LayoutLoader) -> LayoutLoader:
-        _LAYOUTS[name] = fn
-        return fn
-
-    return decorator
-
-
-def register_phantom(kind: str) -> Callable[[PhantomGenerator], PhantomGenerator]:
-    def decorator(fn: PhantomGenerator) -> PhantomGenerator:
-        _PHANTOMS[kind] = fn
-        return fn
-
-    return decorator
-
-
-def _ensure_loaded() -> None:
-    import medseg.data  # noqa: F401  (importing the package registers the built-in layouts and phantoms)
-
-
-def load_layout(name: str, path: Path) -> list[Case]:
-    _ensure_loaded()
-    if name not in _LAYOUTS:
-        raise KeyError(f"unknown dataset layout '{name}'; known: {', '.join(sorted(_LAYOUTS))}")
-    return _LAYOUTS[name](path)
+def load_layout(name: str, path: Path) -> list[dict[str, Any]]:
+    """Cases of the dataset at ``path`` read by the registered layout ``name``."""
+    return LAYOUTS.get(name)(path)
 
 
 def generate_phantom(kind: str, root: Path, n_train: int, n_test: int, seed: int, **options: Any) -> Path:
-    _ensure_loaded()
-    if kind not in _PHANTOMS:
-        raise KeyError(f"unknown phantom kind '{kind}'; known: {', '.join(sorted(_PHANTOMS))}")
-    return _PHANTOMS[kind](root, n_train, n_test, seed, **options)
+    """Run the registered phantom generator ``kind``; returns its ``dataset.json``."""
+    return PHANTOMS.get(kind)(root, n_train, n_test, seed, **options)
 
 
 def list_layouts() -> list[str]:
-    _ensure_loaded()
-    return sorted(_LAYOUTS)
+    return LAYOUTS.names()
 
 
 def list_phantoms() -> list[str]:
-    _ensure_loaded()
-    return sorted(_PHANTOMS)
+    return PHANTOMS.names()

@@ -8,7 +8,7 @@ from typing import Any
 from safetensors.torch import load_model, save_model
 from torch import nn
 
-from medseg.engine.package import core_network
+from medseg.model.package import core_network
 from medseg.engine.state_io import load_state, save_state
 from medseg.io.atomic import atomic_dir
 

@@ -94,12 +94,6 @@ def training_dataset(config: PipelineConfig, cases: list[Case]) -> Dataset:
     return _dataset([dict(c) for c in cases], transform, config.data.cache)
 
 
-def validation_dataset(config: PipelineConfig, cases: list[Case]) -> Dataset:
-    """Whole preprocessed volumes with their labels (network grid; a cascade's ROI box when ``roi`` is set)."""
-    transform = Compose(labelled_case_transforms(config))
-    return _dataset([dict(c) for c in cases], transform, config.data.cache)
-
-
 def epoch_loader(dataset: Dataset, config: PipelineConfig, epoch_seed: int) -> DataLoader:
     """Shuffled loader whose order and augmentations depend only on ``epoch_seed`` (exact resume).
 

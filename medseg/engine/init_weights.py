@@ -14,7 +14,6 @@ Example (pipeline YAML)::
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +22,9 @@ from safetensors.torch import load_file
 from torch import nn
 
 from medseg.config import InitConfig
-from medseg.engine.package import WEIGHTS, core_network, sha256_file
+from medseg.model.package import WEIGHTS, core_network, sha256_file
 from medseg.errors import MedsegConfigError, MedsegError
+from medseg.networks.registry import WEIGHT_CONVERTERS
 
 
 def weights_file(path: Path) -> Path:
@@ -42,16 +42,6 @@ def weights_file(path: Path) -> Path:
         f"network.init_from: {path} holds no weights (expected a model package, a run folder or a .safetensors file)"
     )
 
-
-def _torchvision_densenet(state: dict[str, Any]) -> dict[str, Any]:
-    from medseg.networks.blocks.dense_unet import torchvision_densenet_to_encoder
-
-    return torchvision_densenet_to_encoder(state)
-
-
-#: ``init_from.convert`` names: source key converters (e.g. a torchvision DenseNet's ImageNet weights into a
-#: DenseUNet encoder: ``{path: densenet161.safetensors, convert: torchvision_densenet, target: encoder}``)
-CONVERTERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {"torchvision_densenet": _torchvision_densenet}
 
 
 def _select(state: dict[str, Any], prefix: str, source: Path) -> dict[str, Any]:
@@ -96,15 +86,14 @@ def initialise_network(network: nn.Module, init: InitConfig, base: Path | None =
     if not path.exists():
         raise MedsegConfigError(f"network.init_from: {path} not found")
     source = weights_file(path)
-    if init.convert is not None and init.convert not in CONVERTERS:
-        raise MedsegConfigError(f"network.init_from.convert: unknown converter '{init.convert}'; known: {', '.join(CONVERTERS)}")
+    convert = WEIGHT_CONVERTERS.get(init.convert) if init.convert is not None else None
     try:
         state = load_file(str(source))
     except SafetensorError as exc:
         raise MedsegConfigError(f"network.init_from: {source} is not a readable safetensors file ({exc})") from exc
-    if init.convert is not None:
+    if convert is not None:
         try:
-            state = CONVERTERS[init.convert](state)
+            state = dict(convert(state))
         except MedsegError as exc:
             raise MedsegConfigError(f"network.init_from: {source}: {exc}") from exc
     state = _select(state, init.prefix, source)

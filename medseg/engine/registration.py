@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 
 from medseg.config import PipelineConfig
 from medseg.data.pairs import Pair, discover_pairs, generate_pairs, split_pairs
-from medseg.engine.package import build_network, core_network
+from medseg.model.package import build_network, core_network
 from medseg.engine.trainer import Trainer
 from medseg.engine.variants import register_trainer
 from medseg.errors import MedsegConfigError

@@ -33,8 +33,7 @@ from torch import nn
 
 from medseg.config import NetworkConfig, PipelineConfig, SemiSupervisedConfig
 from medseg.engine.checkpoint import load_checkpoint, save_checkpoint
-from medseg.engine.data import validation_dataset
-from medseg.engine.package import build_network, save_model_package
+from medseg.model.package import ModelManifest, build_network, save_model_package
 from medseg.engine.semisup_data import (
     ROTATION_KEY,
     UNLABELLED_PREFIX,
@@ -47,11 +46,11 @@ from medseg.engine.semisup_data import (
 )
 from medseg.engine.state_io import load_state
 from medseg.engine.trainer import Trainer
+from medseg.engine.validation import ValidationSet, predict_labels, validation_predictor
 from medseg.engine.variants import register_trainer
 from medseg.errors import MedsegConfigError
-from medseg.inference.sliding import sliding_window_probabilities
 from medseg.metrics.dice import DiceAccumulator
-from medseg.networks.ensemble import ensemble_member
+from medseg.networks.ensemble import Ensemble, ensemble_member
 from medseg.transforms.views import rotate_spatial
 
 NETWORKS = ("net1", "net2")
@@ -126,7 +125,7 @@ class SemiSupervisedTrainer(Trainer):
     def setup_data(self) -> None:
         self.train_cases, self.unlabelled_cases, self.val_cases = semi_cases(self.config, self.run_dir)
         self.train_ds = mutual_dataset(self.config, self.train_cases, self.unlabelled_cases, self.run_dir)
-        self.val_ds = validation_dataset(self.config, self.val_cases) if self.val_cases else None
+        self.val_ds = ValidationSet(self.config, self.val_cases) if self.val_cases else None
         self.steps_per_epoch = steps_per_epoch(self.train_ds, self.config)
         self.total_iterations = self.steps_per_epoch * self.epochs
 
@@ -150,7 +149,7 @@ class SemiSupervisedTrainer(Trainer):
 
     def train_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         label = _plain(batch["label"]).to(self.device, non_blocking=True)
-        target = self.adapter.training_target(label)
+        target = self.head.training_target(label)
         out1, out2 = self._outputs(batch, "")
         sup1, sup2 = self.loss_fn(out1, target), self.loss_fn(out2, target)
         terms = {"loss_sup_net1": sup1, "loss_sup_net2": sup2}
@@ -191,22 +190,14 @@ class SemiSupervisedTrainer(Trainer):
         assert self.val_ds is not None
         labels = [v for v in self.config.data.labels if v != 0]
         acc = {name: DiceAccumulator(labels) for name in (*NETWORKS, "ensemble")}
-        inf = self.config.inference
-        for net in self.networks.values():
-            net.eval()
-        for item in self.val_ds:
-            image = item["image"].as_tensor()[None]
-            ref = item["label"].as_tensor()[0].to(self.device)
-            probs = {
-                name: sliding_window_probabilities(
-                    self.networks[name], image, self.adapter, self.config.train.patch_size, inf.overlap, inf.sw_batch_size,
-                    device=self.device, amp=self.use_amp,
-                )
-                for name in NETWORKS
-            }
-            probs["ensemble"] = (probs["net1"] + probs["net2"]) / 2
-            for name, p in probs.items():
-                acc[name].update(self.adapter.to_labels(p)[0], ref)
+        members = {name: self.exported(name) for name in NETWORKS}
+        members["ensemble"] = self.exported("ensemble")
+        predictors = {
+            name: validation_predictor(net, manifest, self.head, self.device, self.run_dir) for name, (net, manifest) in members.items()
+        }
+        for case in self.val_ds:
+            for name, predictor in predictors.items():
+                acc[name].update(predict_labels(predictor, case), case.label)
         scores = {name: float(np.mean(list(a.per_case_mean().values()))) for name, a in acc.items()}
         out = {f"val_score_{name}": s for name, s in scores.items()}
         names = self.config.data.labels
@@ -238,6 +229,20 @@ class SemiSupervisedTrainer(Trainer):
             return "ensemble"
         return max(NETWORKS, key=lambda n: (self.best_net[n][0], n == "net1"))
 
+    def exported_network_config(self, choice: str) -> NetworkConfig:
+        """The network section of the package that exports ``choice`` (``net1``, ``net2`` or ``ensemble``)."""
+        configs = self.network_configs()
+        if choice == "ensemble":
+            return NetworkConfig(name="ensemble", kwargs={"members": [ensemble_member(configs[n]) for n in NETWORKS]})
+        return configs[choice]
+
+    def exported(self, choice: str) -> tuple[nn.Module, ModelManifest]:
+        """The live network of ``choice`` (the ensemble: both live networks behind one module) and its manifest."""
+        manifest = self.manifest().model_copy(update={"network": self.exported_network_config(choice)})
+        if choice == "ensemble":
+            return Ensemble.from_modules([self.networks[n] for n in NETWORKS]), manifest
+        return self.networks[choice], manifest
+
     def export(self) -> Path:
         """Model package of the better network (its own best checkpoint) or of the ensemble.
 
@@ -246,17 +251,14 @@ class SemiSupervisedTrainer(Trainer):
         """
         choice = self.exported_choice()
         checkpoints = self.run_dir / "checkpoints"
-        configs = self.network_configs()
+        network_cfg = self.exported_network_config(choice)
+        net = build_network(network_cfg)
         if choice == "ensemble":
             source = checkpoints / "best" if (checkpoints / "best").is_dir() else checkpoints / "last"
-            network_cfg = NetworkConfig(name="ensemble", kwargs={"members": [ensemble_member(configs[n]) for n in NETWORKS]})
-            net = build_network(network_cfg)
             load_checkpoint(source, dict(zip(NETWORKS, net.members)))  # type: ignore[arg-type]
         else:
             own = checkpoints / f"best_{choice}"
             source = own if own.is_dir() else checkpoints / "last"
-            network_cfg = configs[choice]
-            net = build_network(network_cfg)
             load_checkpoint(source, {choice: net})
         manifest = self.manifest()
         manifest = manifest.model_copy(update={"network": network_cfg})

@@ -34,8 +34,8 @@ from typing import Any
 
 from medseg.config import PipelineConfig, read_yaml_mapping, validate_pipeline
 from medseg.data.registry import generate_phantom
-from medseg.engine.package import read_manifest
-from medseg.engine.progress import console
+from medseg.model.package import read_manifest
+from medseg.progress import console
 from medseg.engine.variants import create_trainer
 from medseg.errors import MedsegConfigError, MedsegModelError, MedsegOutputError
 

@@ -25,16 +25,17 @@ from torch import nn
 from medseg.config import PipelineConfig
 from medseg.engine import distributed
 from medseg.engine.checkpoint import load_checkpoint, save_checkpoint
-from medseg.engine.data import epoch_loader, pipeline_cases, split_cases, training_dataset, validation_dataset
+from medseg.engine.data import epoch_loader, pipeline_cases, split_cases, training_dataset
 from medseg.engine.device import resolve_device
 from medseg.engine.init_weights import initialise_network
 from medseg.engine.logs import RunLog
-from medseg.engine.package import ModelManifest, build_network, save_model_package
-from medseg.engine.progress import console, make_progress
+from medseg.model.package import ModelManifest, build_network, save_model_package
+from medseg.progress import console, make_progress
 from medseg.engine.state_io import rng_state, set_rng_state
+from medseg.engine.validation import ValidationSet, predict_labels, validation_predictor
+from medseg.engine.variants import register_trainer
 from medseg.errors import MedsegConfigError, MedsegOutputError
-from medseg.inference.adapters import check_network, create_adapter
-from medseg.inference.sliding import sliding_window_probabilities
+from medseg.model.heads import check_network, create_head
 from medseg.io.atomic import ensure_writable_dir, write_text
 from medseg.losses import create_loss
 
@@ -50,6 +51,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+@register_trainer("segmentation")
 class Trainer:
     """Patch-based supervised training from a validated pipeline config.
 
@@ -98,7 +100,7 @@ class Trainer:
         self.epoch = 0
         self.best_score = -float("inf")
         self.best_epoch = 0
-        self.adapter = create_adapter(config.output, config.data.labels)
+        self.head = create_head(config.output, config.data.labels)
         self.log = RunLog(self.run_dir)
         self.first_step_seconds: float | None = None
         self.init_report: dict[str, Any] | None = None
@@ -145,12 +147,12 @@ class Trainer:
         if not self.train_cases:
             raise MedsegConfigError("no training cases left after the validation split")
         self.train_ds = training_dataset(self.config, self.train_cases)
-        self.val_ds = validation_dataset(self.config, self.val_cases) if self.val_cases else None
+        self.val_ds = ValidationSet(self.config, self.val_cases) if self.val_cases else None
 
     def build_networks(self) -> dict[str, nn.Module]:
         """Networks to train, by checkpoint name (variants may return several); applies ``network.init_from``."""
         net = build_network(self.config.network)
-        check_network(self.adapter, net)
+        check_network(self.head, net)
         if self.config.network.init_from is not None and not self.resume:
             self.init_report = initialise_network(net, self.config.network.init_from, self.config.base_dir)
         return {"model": net}
@@ -180,8 +182,8 @@ class Trainer:
             console.print(f"[yellow]run already has {self.epoch} epoch(s); use --epochs N to extend it[/]")
         if distributed.is_main():
             console.print(f"device: {self.device_reason}" + (f" ({distributed.world_size()} processes)" if self.distributed else ""))
-            if self.adapter.describe():
-                console.print(self.adapter.describe())
+            if self.head.describe():
+                console.print(self.head.describe())
         start = time.perf_counter()
         with make_progress(self.show_progress) as bar:
             epoch_task = bar.add_task("epochs", total=self.epochs, completed=self.epoch, status="")
@@ -260,23 +262,19 @@ class Trainer:
     def train_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """Supervised step: loss of the network's output against the label (variants override)."""
         image = batch["image"].to(self.device, non_blocking=True).as_tensor()
-        target = self.adapter.training_target(batch["label"].to(self.device, non_blocking=True).as_tensor())
+        target = self.head.training_target(batch["label"].to(self.device, non_blocking=True).as_tensor())
         return {"loss": self.loss_fn(self.forward["model"](image), target)}
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """Sliding-window prediction of the validation cases (network grid), scored by the output adapter
-        (default: Dice per foreground label; nested outputs: WT/TC/ET region Dice)."""
+        """Predict the validation cases with the shipped predictor (input geometry, the package's window and TTA
+        settings, head decoding) and score them with the head's scorer (default: Dice per foreground label;
+        nested outputs: WT/TC/ET region Dice). See :mod:`medseg.engine.validation`."""
         assert self.val_ds is not None
-        net = self.networks["model"].eval()
-        scorer = self.adapter.validation_scorer()
-        inf = self.config.inference
-        for item in self.val_ds:
-            probs = sliding_window_probabilities(
-                net, item["image"].as_tensor()[None], self.adapter, self.config.train.patch_size, inf.overlap,
-                inf.sw_batch_size, device=self.device, amp=self.use_amp,
-            )
-            scorer.update(self.adapter.to_labels(probs)[0], item["label"].as_tensor()[0].to(self.device))
+        predictor = validation_predictor(self.networks["model"], self.manifest(), self.head, self.device, self.run_dir)
+        scorer = self.head.validation_scorer()
+        for case in self.val_ds:
+            scorer.update(predict_labels(predictor, case), case.label)
         return scorer.result()
 
     # ------------------------------------------------------------------ state

@@ -1,37 +1,29 @@
-"""Trainer variants by pipeline ``task``: ``segmentation`` (the base loop) and the variants that
-subclass it (semi-supervised mutual training, registration) without copying the loop."""
+"""Trainer variants by pipeline ``task``: ``segmentation`` (the base loop,
+:class:`~medseg.engine.trainer.Trainer`) and the variants that subclass it (semi-supervised mutual training,
+registration) without copying the loop. Each registers itself with ``@register_trainer(task)``."""
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from medseg.config import PipelineConfig
-from medseg.engine.trainer import Trainer
-from medseg.errors import MedsegConfigError
+from medseg.registry import Registry
 
-_TRAINERS: dict[str, type[Trainer]] = {"segmentation": Trainer}
-#: modules that register variants when imported (kept lazy: only the task in use is imported)
-_VARIANT_MODULES: dict[str, str] = {"semi_supervised": "medseg.engine.semisup", "registration": "medseg.engine.registration"}
+if TYPE_CHECKING:
+    from medseg.engine.trainer import Trainer
 
-
-def register_trainer(task: str) -> Callable[[type[Trainer]], type[Trainer]]:
-    """Class decorator: ``task`` in a pipeline YAML selects this trainer."""
-
-    def decorator(cls: type[Trainer]) -> type[Trainer]:
-        _TRAINERS[task] = cls
-        return cls
-
-    return decorator
+#: trainers by ``task``; only the module of the task in use is imported
+TRAINERS: Registry[type[Trainer]] = Registry(
+    "task",
+    packages=["medseg.engine"],
+    modules={"segmentation": "medseg.engine.trainer", "semi_supervised": "medseg.engine.semisup", "registration": "medseg.engine.registration"},
+    option="task",
+)
+#: ``@register_trainer(task)``: ``task: <task>`` in a pipeline YAML selects the decorated trainer class
+register_trainer = TRAINERS.register
 
 
 def create_trainer(config: PipelineConfig, run_dir: str | Path, **kwargs: Any) -> Trainer:
     """The trainer for ``config.task``."""
-    if config.task not in _TRAINERS and config.task in _VARIANT_MODULES:
-        importlib.import_module(_VARIANT_MODULES[config.task])
-    if config.task not in _TRAINERS:
-        known = sorted(set(_TRAINERS) | set(_VARIANT_MODULES))
-        raise MedsegConfigError(f"task: unknown task '{config.task}'; known: {', '.join(known)}")
-    return _TRAINERS[config.task](config, run_dir, **kwargs)
+    return TRAINERS.get(config.task)(config, run_dir, **kwargs)

@@ -1,3 +1,5 @@
-"""medseg.inference: output adapters, sliding-window prediction, geometry restore, output files."""
+"""medseg.inference: the one window engine (sliding window, TTA, head decoding), geometry restore, the
+predictor, output files and registration inference. Used by ``medseg predict`` and by training validation.
 
-from medseg.inference import nested  # noqa: F401  (registers the nested-class adapters)
+Floors: ``inference`` imports ``model`` and below, never ``engine`` (training) or ``cli``.
+"""

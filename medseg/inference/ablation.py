@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from monai.data import MetaTensor
 
-from medseg.engine.package import ModelPackage
+from medseg.model.package import ModelPackage
 from medseg.inference.predictor import Predictor
 from medseg.io.image_io import read_image
 from medseg.metrics import dice

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from medseg.errors import MedsegError, MedsegInputError
-from medseg.inference.cases import CaseSource, LoadedCase, load_case
+from medseg.inference.cases import CaseSource, LoadedCase, load_case, single_case
 from medseg.inference.outputs import CaseTargets, OutputSet, label_statistics
 from medseg.inference.predictor import Prediction, Predictor
 from medseg.inference.report import PeakMemory, case_report, input_digests
@@ -154,7 +154,7 @@ def predict_case(context: RunContext, source: CaseSource, targets: CaseTargets, 
     entropy = uncertainty = None
     if targets.uncertainty is not None:
         assert result.probabilities is not None
-        entropy = entropy_map(result.probabilities, categorical=predictor.adapter.kind == "labels")
+        entropy = entropy_map(result.probabilities, categorical=predictor.head.categorical)
         uncertainty = {"map": str(targets.uncertainty), "measure": "normalised entropy of the (TTA-averaged) probabilities",
                        "tta": predictor.tta, **label_entropy(entropy, result.labels, manifest.labels)}
     with OutputSet().transaction() as out:
@@ -162,8 +162,8 @@ def predict_case(context: RunContext, source: CaseSource, targets: CaseTargets, 
             out.image(targets.labels, result.labels, geometry, "label")
         if targets.probabilities is not None:
             out.image(targets.probabilities, result.probabilities, geometry, "vector")
-        for name, path in targets.extras.items():  # adapter outputs, e.g. a nested model's WT/TC/ET masks
-            array, kind = predictor.adapter.extra_output(name, result.probabilities, result.labels)  # type: ignore[arg-type]
+        for name, path in targets.extras.items():  # head outputs, e.g. a nested model's WT/TC/ET masks
+            array, kind = predictor.head.extra_output(name, result.probabilities, result.labels)  # type: ignore[arg-type]
             out.image(path, array, geometry, kind)
         if targets.uncertainty is not None:
             out.image(targets.uncertainty, entropy, geometry, "image")
@@ -253,5 +253,13 @@ def write_summary(path: Path, runs: Sequence[CaseRun], label_names: dict[int, st
     return write_text(path, buffer.getvalue())
 
 
-__all__ = ["CaseRun", "OUTPUT_FORMATS", "RunContext", "predict_case", "requested_paths", "run_cases",
+def predict_to_files(predictor: Predictor, files: Sequence[Path], targets: CaseTargets, title: str = "") -> Prediction:
+    """Predict one case (image files or a DICOM folder) and write its requested outputs, all or nothing
+    (the demo; ``medseg predict`` runs :func:`run_cases`, which calls the same code)."""
+    run = predict_case(RunContext(predictor), single_case([Path(f) for f in files]), targets, title)
+    assert run.prediction is not None
+    return run.prediction
+
+
+__all__ = ["CaseRun", "OUTPUT_FORMATS", "RunContext", "predict_case", "predict_to_files", "requested_paths", "run_cases",
            "targets_for_file", "targets_in_folder", "write_summary"]

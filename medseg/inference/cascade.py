@@ -10,7 +10,7 @@ cascade ships as one folder. Prediction of a case:
 3. the input is cropped to that box (an exact voxel subset; the affine is shifted to the box's corner) and
    the fine model predicts it with its own preprocessing and geometry restore;
 4. the box's probabilities are pasted into a full-size volume that is background elsewhere, and the output
-   adapter turns that into labels (post-processing, e.g. largest components, sees the whole volume).
+   head turns that into labels (post-processing, e.g. largest components, sees the whole volume).
 
 Crop and paste are index operations in the input grid, so the output keeps the input's geometry exactly.
 If the localiser finds nothing, the whole image is predicted (with a warning): missing an organ is worse
@@ -27,7 +27,7 @@ import torch
 from monai.data import MetaTensor
 
 from medseg.config import RoiConfig
-from medseg.engine.progress import console
+from medseg.progress import console
 from medseg.io.geometry import Geometry
 from medseg.transforms.loading import to_metatensor
 from medseg.transforms.roi import Box, roi_box
@@ -76,7 +76,7 @@ class RoiCascade:
         sub_geometry = cropped_geometry(geometry, box)
         sub_image = to_metatensor(image.as_tensor()[(slice(None), *box)].numpy(), sub_geometry)
         sub_probs, timings = predictor.whole_image_probabilities(sub_image, sub_geometry)
-        background = predictor.adapter.background_probabilities(sub_probs.shape[0]).to(sub_probs)
+        background = predictor.head.background_probabilities(sub_probs.shape[0]).to(sub_probs)
         full = background.view(-1, 1, 1, 1).expand(-1, *geometry.shape[:3]).clone()
         full[(slice(None), *box)] = sub_probs
         return full, {"localise": localise, **timings}, {"roi_box": [[s.start, s.stop] for s in box]}

@@ -11,6 +11,7 @@ cache and redoes the case stitching on the host (the plan records the fallback).
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -19,18 +20,20 @@ import torch
 from torch import nn
 
 from medseg.errors import MedsegError
-from medseg.inference.adapters import OutputAdapter
-from medseg.inference.sliding import mirror_axes
-from medseg.inference.stitch import SLAB_VOXELS, stitch
+from medseg.model.heads import OutputHead
+from medseg.inference.stitch import SLAB_VOXELS, WindowGrid, stitch
 
 T = TypeVar("T")
 
 ACCUMULATE = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
-def label_dtype(adapter: OutputAdapter) -> torch.dtype:
-    """uint8 when every label value fits, else int32 (written as uint16/int32 by the caller)."""
-    return torch.uint8 if max(adapter.labels, default=0) <= 255 else torch.int32
+def mirror_axes(spatial_dims: int, tta: bool) -> list[tuple[int, ...]]:
+    """Flip combinations of mirroring TTA (all subsets of the spatial axes of ``(B, C, *spatial)``), identity first."""
+    if not tta:
+        return [()]
+    axes = range(2, 2 + spatial_dims)
+    return [combo for n in range(spatial_dims + 1) for combo in itertools.combinations(axes, n)]
 
 
 class WindowEngine:
@@ -38,7 +41,7 @@ class WindowEngine:
 
     Args:
         network: ``(n, C, *roi) -> (n, K, *roi)`` (eval mode, on ``device``).
-        adapter: turns logits into probabilities and labels.
+        head: turns logits into probabilities and labels.
         device: where the network runs.
         roi / overlap / sw_batch_size / tta: sliding-window settings.
         amp: autocast the network on CUDA.
@@ -55,7 +58,7 @@ class WindowEngine:
     def __init__(
         self,
         network: nn.Module,
-        adapter: OutputAdapter,
+        head: OutputHead,
         device: torch.device,
         roi: Sequence[int],
         overlap: float,
@@ -66,7 +69,7 @@ class WindowEngine:
         on_windows: Callable[[int], None] | None = None,
     ) -> None:
         self.network = network
-        self.adapter = adapter
+        self.head = head
         self.device = device
         self.roi = tuple(int(r) for r in roi)
         self.overlap = overlap
@@ -80,6 +83,15 @@ class WindowEngine:
         self.fallbacks: list[str] = []
         self.compile_seconds: float | None = None
         self._compiled: Any = torch.compile(network) if compile else None
+
+    @property
+    def passes(self) -> int:
+        """Sliding-window passes per image (8 with 3D mirroring TTA, else 1)."""
+        return len(mirror_axes(len(self.roi), self.tta))
+
+    def windows(self, spatial_shape: Sequence[int]) -> int:
+        """Windows a whole prediction of an image of ``spatial_shape`` visits, TTA passes included (progress totals)."""
+        return WindowGrid.build(spatial_shape, self.roi, self.overlap).windows * self.passes
 
     # ------------------------------------------------------------------ network
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
@@ -116,7 +128,7 @@ class WindowEngine:
             n += 1
             size0 = st.grid.size[0]
             for a, b, logits in st.slabs(st.slab_rows(self.slab_voxels)):
-                probs = self.adapter.probabilities(logits)
+                probs = self.head.probabilities(logits)
                 if total is None:
                     view = st.accum[(slice(None), slice(None), *st.grid.crop())]
                     inplace = not self.tta and view.shape[1] == probs.shape[1]
@@ -139,18 +151,18 @@ class WindowEngine:
         The argmax runs slab by slab on the stitching device; no full-size float output is made.
         """
         stitch_device = stitch_device or self.stitch_device
-        dtype = label_dtype(self.adapter)
+        dtype = self.head.torch_label_dtype
         if self.tta:
             probs = self.probabilities(image, stitch_device)
             out = torch.empty((probs.shape[0], *probs.shape[2:]), dtype=dtype)
             rows = max(1, self.slab_voxels // max(1, probs[0, 0, 0].numel()))
             for a in range(0, probs.shape[2], rows):
-                out[:, a : a + rows] = self.adapter.to_labels(probs[:, :, a : a + rows].float()).to(dtype).cpu()
+                out[:, a : a + rows] = self.head.to_labels(probs[:, :, a : a + rows].float()).to(dtype).cpu()
             return out
         ((_, st),) = list(self._passes(image, stitch_device))
         out = torch.empty((image.shape[0], *st.grid.size), dtype=dtype)
         for a, b, logits in st.slabs(st.slab_rows(self.slab_voxels)):
-            out[:, a:b] = self.adapter.logits_to_labels(logits).to(dtype).cpu()
+            out[:, a:b] = self.head.logits_to_labels(logits).to(dtype).cpu()
         return out
 
     # ------------------------------------------------------------------ fallback
@@ -172,4 +184,4 @@ class WindowEngine:
                 raise MedsegError(f"out of memory even when stitching on the host: {again}; lower --sw-batch-size") from again
 
 
-__all__ = ["ACCUMULATE", "WindowEngine", "label_dtype"]
+__all__ = ["ACCUMULATE", "WindowEngine", "mirror_axes"]

@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 
-from medseg.inference.predictor import Prediction, Predictor
 from medseg.io.atomic import check_output_path, write_json
 from medseg.io.geometry import Geometry
 from medseg.io.image_io import write_image
@@ -29,7 +28,7 @@ class CaseTargets:
     dicom_seg: Path | None = None
     report: Path | None = None
     uncertainty: Path | None = None
-    #: adapter-provided extra outputs by name (``OutputAdapter.extra_outputs``), e.g. ``{"regions": path}``
+    #: head-provided extra outputs by name (``OutputHead.extra_outputs``), e.g. ``{"regions": path}``
     extras: dict[str, Path] = field(default_factory=dict)
 
 
@@ -79,14 +78,3 @@ def label_statistics(labels: np.ndarray, geometry: Geometry, names: dict[int, st
             if value != 0
         },
     }
-
-
-def predict_to_files(predictor: Predictor, files: Sequence[Path], targets: CaseTargets, title: str = "") -> Prediction:
-    """Predict one case (image files or a DICOM folder) and write its requested outputs, all or nothing
-    (the demo; ``medseg predict`` runs :func:`medseg.inference.batch.run_cases`, which calls the same code)."""
-    from medseg.inference.batch import RunContext, predict_case
-    from medseg.inference.cases import single_case
-
-    run = predict_case(RunContext(predictor), single_case([Path(f) for f in files]), targets, title)
-    assert run.prediction is not None
-    return run.prediction

@@ -19,11 +19,10 @@ import torch
 from monai.data import MetaTensor
 from monai.transforms import Compose
 
-from medseg.engine.package import ModelPackage
-from medseg.inference.engine import WindowEngine, label_dtype
+from medseg.model.package import ModelPackage
+from medseg.inference.engine import WindowEngine
 from medseg.inference.plan import MemoryPlan, grid_shape, make_plan, probe_workspace
 from medseg.inference.restore import needs_resampling, reorient_labels, restore_labels
-from medseg.inference.sliding import mirror_axes, total_windows
 from medseg.io.geometry import Geometry
 from medseg.io.image_io import check_output_geometry, read_geometry
 from medseg.transforms.loading import load_case_arrays
@@ -36,7 +35,7 @@ class Prediction:
     """One case's result in its input geometry.
 
     Attributes:
-        labels: ``(I, J, K)`` label map (uint8, uint16 above 255 labels).
+        labels: ``(I, J, K)`` label map (the head's ``label_dtype``: uint8, uint16 above 255).
         probabilities: ``(I, J, K, P)`` float32 when requested, else ``None``.
         geometry: the input geometry (what every output is written in).
         timings: seconds per phase (read, preprocess, network, restore).
@@ -54,7 +53,7 @@ class Predictor:
     """Runs a model package on images, in their own geometry.
 
     Args:
-        package: a loaded :class:`~medseg.engine.package.ModelPackage`.
+        package: a loaded :class:`~medseg.model.package.ModelPackage`.
         device: where the network runs.
         overlap / sw_batch_size / tta: sliding-window settings (default: the package's).
         on_windows: progress callback, called with the number of windows processed.
@@ -81,9 +80,9 @@ class Predictor:
         on_start: Callable[[int], None] | None = None,
     ) -> None:
         manifest = package.manifest
-        package.adapter.check_segmentation()
+        package.head.check_segmentation()
         self.package = package
-        self.adapter = package.adapter
+        self.head = package.head
         self.device = device
         self.network = package.network.to(device).eval()
         self.overlap = manifest.inference.overlap if overlap is None else overlap
@@ -100,7 +99,7 @@ class Predictor:
         self._workspace: tuple[int, int] | None = None
         self._compile_reported = False
         self.engine = WindowEngine(
-            self.network, self.adapter, device, self.roi_size, self.overlap, self.sw_batch_size, self.tta,
+            self.network, self.head, device, self.roi_size, self.overlap, self.sw_batch_size, self.tta,
             amp=device.type == "cuda", on_windows=lambda n: self.on_windows(n) if self.on_windows is not None else None,
         )
         self.cascade = None
@@ -116,7 +115,7 @@ class Predictor:
 
     def windows(self, preprocessed: torch.Tensor) -> int:
         """How many windows a prediction of this preprocessed image visits (progress totals)."""
-        return total_windows(preprocessed.shape[1:], self.roi_size, self.overlap, self.tta)
+        return self.engine.windows(preprocessed.shape[1:])
 
     def _network_input(self, preprocessed: torch.Tensor) -> torch.Tensor:
         x = torch.as_tensor(preprocessed)[None]
@@ -145,8 +144,8 @@ class Predictor:
         free = torch.cuda.mem_get_info(self.device)[0] if self.device.type == "cuda" else None
         params = sum(p.numel() * p.element_size() for p in self.network.parameters())
         plan = make_plan(
-            input_shape, grid, channels, outputs, len(self.adapter.probability_names()), self.roi_size, self.overlap,
-            self.sw_batch_size, len(mirror_axes(len(grid), self.tta)), self.device, workspace, params, resample,
+            input_shape, grid, channels, outputs, len(self.head.probability_names()), self.roi_size, self.overlap,
+            self.sw_batch_size, self.engine.passes, self.device, workspace, params, resample,
             keep_probabilities, free, self.stitch, self.accumulate, self.engine.slab_voxels,
         )
         if self.compile and self.engine._compiled is None:
@@ -206,10 +205,9 @@ class Predictor:
         if self.cascade is not None:
             probs, timings, info = self.input_grid_probabilities(image, geometry)
             t0 = time.perf_counter()
-            labels = self.adapter.to_labels(probs[None])[0].cpu().numpy()
+            labels = self.head.to_labels(probs[None])[0].cpu().numpy()
             timings["labels"] = time.perf_counter() - t0
-            top = int(labels.max()) if labels.size else 0
-            labels = labels.astype(np.uint8 if top <= 255 else np.uint16)
+            labels = labels.astype(self.head.label_dtype)
             probabilities = np.moveaxis(probs.cpu().numpy(), 0, -1).astype(np.float32) if keep_probabilities else None
             return Prediction(labels, probabilities, geometry, timings, info)
         timings: dict[str, float] = {}
@@ -226,12 +224,12 @@ class Predictor:
             t2 = time.perf_counter()
             restored = self.restore(probs, preprocessed)
             check_output_geometry(restored.permute(1, 2, 3, 0), geometry, "restored probabilities")
-            labels = self.adapter.to_labels(restored.as_tensor()[None])[0].numpy()
+            labels = self.head.to_labels(restored.as_tensor()[None])[0].numpy()
             probabilities = np.moveaxis(restored.numpy(), 0, -1).astype(np.float32) if keep_probabilities else None
         elif resample:  # probabilities resampled slab by slab, argmax on the fly
             probs = self.network_probabilities(preprocessed)
             t2 = time.perf_counter()
-            labels = restore_labels(probs, preprocessed, self.adapter, label_dtype(self.adapter), self.engine.slab_voxels)
+            labels = restore_labels(probs, preprocessed, self.head, self.head.torch_label_dtype, self.engine.slab_voxels)
             del probs
         else:  # orientation only: argmax on the network grid, then flip/permute the labels back
             grid_labels = self.network_labels(preprocessed)
@@ -245,8 +243,7 @@ class Predictor:
         timings.update(preprocess=t1 - t0, network=t2 - t1, restore=t3 - t2)
         if self.engine.compile_seconds is not None and not self._compile_reported:  # torch.compile's first call
             timings["compile_first_batch"], self._compile_reported = self.engine.compile_seconds, True
-        top = int(labels.max()) if labels.size else 0
-        labels = labels.astype(np.uint8 if top <= 255 else np.uint16, copy=False)
+        labels = labels.astype(self.head.label_dtype, copy=False)
         return Prediction(labels, probabilities, geometry, timings)
 
     def load(self, images: Sequence[str | Path]) -> tuple[MetaTensor, Geometry]:

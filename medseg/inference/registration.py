@@ -37,9 +37,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from medseg.engine.package import ModelPackage, core_network
+from medseg.model.package import ModelPackage
+from medseg.networks.registry import core_network
 from medseg.errors import MedsegInputError, MedsegModelError
-from medseg.inference.adapters import OutputAdapter, register_adapter
 from medseg.io.geometry import Geometry
 from medseg.io.image_io import read_image
 from medseg.metrics.dice import dice
@@ -51,31 +51,6 @@ from medseg.transforms.registration import PairGrid, network_size, pad_to
 RAS_TO_LPS_SIGNS = np.array([-1.0, -1.0, 1.0], dtype=np.float32)
 #: fixed-grid voxels handled at once when resampling fields and images (bounds the memory)
 CHUNK_VOXELS = 1 << 22
-
-
-@register_adapter("displacement")
-class DisplacementAdapter(OutputAdapter):
-    """Registration networks: a dict with a displacement field, no probabilities or labels.
-
-    Anything that asks such a package for a segmentation gets a clear error pointing to ``medseg register``.
-    """
-
-    MESSAGE = "this model package registers image pairs (output kind 'displacement'): use `medseg register`"
-
-    def check_segmentation(self) -> None:
-        raise MedsegModelError(self.MESSAGE)
-
-    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
-        raise MedsegModelError(self.MESSAGE)
-
-    def to_labels(self, probabilities: torch.Tensor) -> torch.Tensor:
-        raise MedsegModelError(self.MESSAGE)
-
-    def probability_names(self) -> list[str]:
-        return []
-
-    def training_target(self, label: torch.Tensor) -> torch.Tensor:
-        return label
 
 
 def sample(volume: torch.Tensor, coords: torch.Tensor, mode: str = "bilinear", padding_mode: str = "zeros") -> torch.Tensor:
@@ -221,7 +196,7 @@ class Registrar:
 
     def __init__(self, package: ModelPackage, device: torch.device) -> None:
         manifest = package.manifest
-        kind = manifest.output.get("kind", "labels")
+        kind = manifest.output.kind
         if kind != "displacement":
             raise MedsegModelError(f"{package.path}: not a registration model (output kind '{kind}'); use `medseg predict`")
         kwargs = manifest.network.kwargs

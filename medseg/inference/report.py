@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from medseg.engine.package import sha256_file
+from medseg.model.package import sha256_file
 
 REPORT_FORMAT = "medseg-report/1"
 _VERSIONS = ("medseg", "torch", "monai", "numpy", "SimpleITK", "nibabel", "highdicom", "pydicom")

@@ -25,7 +25,7 @@ from monai.data import MetaTensor
 from monai.transforms import Orientation, SpatialResample
 from monai.utils import TraceKeys
 
-from medseg.inference.adapters import OutputAdapter
+from medseg.model.heads import OutputHead
 from medseg.inference.stitch import SLAB_VOXELS
 
 
@@ -73,7 +73,7 @@ def reorient_labels(labels: torch.Tensor, preprocessed: MetaTensor, orientation_
 
 @torch.inference_mode()
 def restore_labels(
-    probabilities: torch.Tensor, preprocessed: MetaTensor, adapter: OutputAdapter, dtype: torch.dtype, slab_voxels: int = SLAB_VOXELS
+    probabilities: torch.Tensor, preprocessed: MetaTensor, head: OutputHead, dtype: torch.dtype, slab_voxels: int = SLAB_VOXELS
 ) -> np.ndarray | None:
     """Label map in the input grid from ``(P, *grid)`` probabilities (any device, any float dtype).
 
@@ -95,7 +95,7 @@ def restore_labels(
         labels = torch.empty(probabilities.shape[1:], dtype=dtype)
         rows = max(1, slab_voxels // max(1, probabilities[0, 0].numel()))
         for a in range(0, labels.shape[0], rows):
-            labels[a : a + rows] = adapter.to_labels(probabilities[None, :, a : a + rows].float())[0].to(dtype).cpu()
+            labels[a : a + rows] = head.to_labels(probabilities[None, :, a : a + rows].float())[0].to(dtype).cpu()
         return reorient_labels(labels, preprocessed, orientation_op, net_affine)
     info = resample_op[TraceKeys.EXTRA_INFO]
     oriented_affine = torch.as_tensor(info["src_affine"], dtype=torch.float64)
@@ -113,7 +113,7 @@ def restore_labels(
         box = _source_box(net_affine, dst_affine, dst_shape, grid_shape)
         crop = MetaTensor(probabilities[(slice(None), *box)].float(), affine=net_affine @ _translate(tuple(float(s.start) for s in box)))
         slab = resample(crop, dst_affine=dst_affine, spatial_size=dst_shape)
-        labels[a:b] = adapter.to_labels(slab.as_tensor()[None])[0].to(dtype).cpu()
+        labels[a:b] = head.to_labels(slab.as_tensor()[None])[0].to(dtype).cpu()
     return reorient_labels(labels, preprocessed, orientation_op, oriented_affine)
 
 

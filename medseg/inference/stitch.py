@@ -27,10 +27,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from monai.data.utils import compute_importance_map, dense_patch_slices
-from monai.inferers.utils import _get_scan_interval
 
 #: default voxels per slab when results are consumed slab by slab (4 MB per float32 channel)
 SLAB_VOXELS = 1 << 20
+
+
+def scan_interval(size: Sequence[int], roi: Sequence[int], overlap: float) -> tuple[int, ...]:
+    """Step between window corners per axis: ``int(roi * (1 - overlap))`` (at least 1), the whole window where it
+    spans the axis. The rule of MONAI's private ``_get_scan_interval``, written here so that we import no
+    private MONAI name; ``tests/inference`` checks it against MONAI's windows."""
+    return tuple(int(r) if int(r) == int(s) else max(1, int(int(r) * (1 - overlap))) for s, r in zip(size, roi))
 
 
 @dataclass(frozen=True)
@@ -58,7 +64,7 @@ class WindowGrid:
             raise ValueError(f"window {roi} and image {size} differ in dimensions")
         padded = tuple(max(s, r) for s, r in zip(size, roi))
         pad = tuple(((p - s) // 2, (p - s) - (p - s) // 2) for s, p in zip(size, padded))
-        interval = _get_scan_interval(padded, roi, len(size), [overlap] * len(size))
+        interval = scan_interval(padded, roi, overlap)
         slices = dense_patch_slices(padded, roi, interval, return_slice=False)
         starts = np.asarray([[s[0] for s in sl] for sl in slices], dtype=np.int64).reshape(-1, len(size))
         return cls(size, padded, roi, pad, starts)
@@ -201,4 +207,4 @@ def stitched_logits(stitched: Stitched) -> torch.Tensor:
     return out
 
 
-__all__ = ["SLAB_VOXELS", "Stitched", "WindowGrid", "gaussian_weights", "new_accumulator", "stitch", "stitched_logits"]
+__all__ = ["SLAB_VOXELS", "scan_interval", "Stitched", "WindowGrid", "gaussian_weights", "new_accumulator", "stitch", "stitched_logits"]

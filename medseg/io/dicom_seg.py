@@ -54,7 +54,7 @@ def write_dicom_seg(
     from pydicom.sr.codedict import codes
     from pydicom.uid import generate_uid
 
-    import medseg
+    from medseg._version import __version__
 
     if labels.shape[2] != series.n_slices:
         raise MedsegOutputError(f"{path}: label map has {labels.shape[2]} slices, the source series {series.n_slices}")
@@ -96,7 +96,7 @@ def write_dicom_seg(
         instance_number=1,
         manufacturer="medseg",
         manufacturer_model_name=model_name[:64],
-        software_versions=f"medseg {medseg.__version__}",
+        software_versions=f"medseg {__version__}",
         device_serial_number="0",
         content_label="MEDSEG",
         content_description=f"{model_name} segmentation"[:64],
@@ -109,7 +109,7 @@ def write_dicom_seg(
 
 
 def _default_colour(value: int) -> tuple[int, int, int]:
-    from medseg.viz import label_colour
+    from medseg.palette import label_colour
 
     return label_colour(value)
 

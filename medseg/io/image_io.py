@@ -209,15 +209,20 @@ def _as_labels(path: Path, array: np.ndarray) -> np.ndarray:
         array = rounded
     if array.min() < 0:
         raise MedsegInputError(path, f"label map has negative values (min {array.min()})")
-    top = int(array.max())
-    dtype = np.uint8 if top <= np.iinfo(np.uint8).max else np.uint16 if top <= np.iinfo(np.uint16).max else np.int32
-    return array.astype(dtype, copy=False)
+    return array.astype(label_dtype(array), copy=False)
+
+
+def label_dtype_for(top: int) -> np.dtype:
+    """Storage dtype of label maps whose largest value is ``top``: uint8 up to 255, uint16 up to 65535, else int32.
+
+    The one place of this rule: readers, writers, the output heads and the predictor all ask it.
+    """
+    return np.dtype(np.uint8 if top <= np.iinfo(np.uint8).max else np.uint16 if top <= np.iinfo(np.uint16).max else np.int32)
 
 
 def label_dtype(array: np.ndarray) -> np.dtype:
-    """uint8 for label maps up to 255, uint16 above."""
-    top = int(array.max()) if array.size else 0
-    return np.dtype(np.uint8 if top <= 255 else np.uint16)
+    """Storage dtype of the label map ``array`` (:func:`label_dtype_for` its maximum)."""
+    return label_dtype_for(int(array.max()) if array.size else 0)
 
 
 def _output_array(array: Any, kind: Kind) -> np.ndarray:

@@ -8,17 +8,12 @@ from typing import Any
 from monai.losses import DeepSupervisionLoss, DiceCELoss, DiceLoss
 from torch import nn
 
-_LOSSES: dict[str, Callable[..., nn.Module]] = {}
+from medseg.registry import Registry
 
-
-def register_loss(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Decorator registering a loss class or factory under ``name`` (``loss.name`` in pipeline YAML)."""
-
-    def decorator(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        _LOSSES[name] = factory
-        return factory
-
-    return decorator
+#: losses by ``loss.name``; the modules of ``medseg.losses`` register theirs when it is first asked
+LOSSES: Registry[Callable[..., nn.Module]] = Registry("loss", packages=["medseg.losses"], option="loss.name")
+#: ``@register_loss(name)``: a loss class or factory as ``loss.name: name``
+register_loss = LOSSES.register
 
 
 @register_loss("dice_ce")
@@ -41,15 +36,9 @@ def cross_entropy(**kwargs: Any) -> nn.Module:
 
 def create_loss(name: str, deep_supervision: bool = False, **kwargs: Any) -> nn.Module:
     """Loss ``name`` with ``kwargs``; wrapped in MONAI's ``DeepSupervisionLoss`` for list outputs."""
-    import medseg.losses  # noqa: F401  (registers the method losses)
-
-    if name not in _LOSSES:
-        raise KeyError(f"unknown loss '{name}'; known: {', '.join(sorted(_LOSSES))}")
-    loss = _LOSSES[name](**kwargs)
+    loss = LOSSES.get(name)(**kwargs)
     return DeepSupervisionLoss(loss, weight_mode="exp") if deep_supervision else loss
 
 
 def list_losses() -> list[str]:
-    import medseg.losses  # noqa: F401
-
-    return sorted(_LOSSES)
+    return LOSSES.names()

@@ -1,21 +1,11 @@
-"""Network registry and the built-in networks (importing this package registers them)."""
+"""Network registry and the built-in networks: one module per network, each registers itself.
+
+The modules are imported when the registry is first asked (:data:`~medseg.networks.registry.NETWORKS`),
+so adding a network means adding one file here and nothing else.
+"""
 
 from __future__ import annotations
 
-# importing each module registers its network(s)
-from medseg.networks import (  # noqa: F401
-    dense_unet_2d,
-    dense_unet_3d,
-    early_fusion_unet,
-    ensemble,
-    hdenseunet,
-    ivdnet,
-    micdir,
-    nested_resunet,
-    unet,
-    vnet,
-    voxelmorph,
-)
-from medseg.networks.registry import NetworkSpec, create_network, get_network_spec, list_networks, register_network
+from medseg.networks.registry import NETWORKS, NetworkSpec, create_network, get_network_spec, list_networks, register_network
 
-__all__ = ["NetworkSpec", "create_network", "get_network_spec", "list_networks", "register_network"]
+__all__ = ["NETWORKS", "NetworkSpec", "create_network", "get_network_spec", "list_networks", "register_network"]

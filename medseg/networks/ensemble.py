@@ -39,7 +39,7 @@ class Ensemble(nn.Module):
     """Average of the members' softmax probabilities, returned as log-probabilities.
 
     A softmax of the output gives back the mean probabilities exactly (they sum to one), so the
-    ``labels`` output adapter, the sliding window and the predictor need nothing special.
+    ``labels`` output head, the sliding window and the predictor need nothing special.
 
     Args:
         members: ``[{"name": registry name, "kwargs": {...}, "slice_axis": None | 0..2}, ...]`` (at least
@@ -68,11 +68,24 @@ class Ensemble(nn.Module):
             net = create_network(m["name"], **dict(m.get("kwargs") or {}))
             axis = m.get("slice_axis")
             nets.append(SliceWise(net, axis) if axis is not None else net)
+        self._set_members(nets, weights)
+
+    def _set_members(self, nets: Sequence[nn.Module], weights: Sequence[float] | None) -> None:
         self.members = nn.ModuleList(nets)
         w = [1.0] * len(nets) if weights is None else [float(x) for x in weights]
         if len(w) != len(nets) or min(w) < 0 or sum(w) <= 0:
             raise ValueError(f"weights must be one non-negative number per member with a positive sum, got {weights}")
         self.register_buffer("weights", torch.tensor(w) / sum(w), persistent=False)
+
+    @classmethod
+    def from_modules(cls, networks: Sequence[nn.Module], weights: Sequence[float] | None = None) -> Ensemble:
+        """An ensemble of already built networks (shared, not copied: e.g. the live networks of a training run)."""
+        if not networks:
+            raise ValueError("an ensemble needs at least one member")
+        ensemble = cls.__new__(cls)
+        nn.Module.__init__(ensemble)
+        ensemble._set_members(networks, weights)
+        return ensemble
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         total: torch.Tensor | None = None

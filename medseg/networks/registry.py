@@ -6,12 +6,15 @@ a fraction of a second on a CPU; the registry sweep test exercises every entry w
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
+
+from medseg.networks.blocks.slicewise import SliceWise
+from medseg.registry import Registry
 
 Factory = Callable[..., nn.Module]
 
@@ -46,7 +49,8 @@ class NetworkSpec:
         return (torch.randn(2, channels, *([32] * dims)),)
 
 
-_REGISTRY: dict[str, NetworkSpec] = {}
+#: every network by name; the modules of ``medseg.networks`` register themselves when it is first asked
+NETWORKS: Registry[NetworkSpec] = Registry("network", packages=["medseg.networks"], option="network.name")
 
 
 def register_network(
@@ -66,10 +70,8 @@ def register_network(
     """
 
     def decorator(factory: Factory) -> Factory:
-        if name in _REGISTRY and _REGISTRY[name].factory is not factory:
-            raise ValueError(f"network '{name}' is already registered")
         doc = (factory.__doc__ or "").strip().splitlines()
-        _REGISTRY[name] = NetworkSpec(
+        spec = NetworkSpec(
             name=name,
             factory=factory,
             spatial_dims=tuple(spatial_dims),
@@ -78,34 +80,46 @@ def register_network(
             output_kind=output_kind,
             description=description or (doc[0] if doc else ""),
         )
+        NETWORKS.add(name, spec, owner=factory, spatial_dims=spec.spatial_dims, output_kind=output_kind)
         return factory
 
     return decorator
 
 
-def _ensure_loaded() -> None:
-    import medseg.networks  # noqa: F401  (importing the package registers the built-in networks)
+#: ``network.init_from.convert`` names: source key converters ``state_dict -> state_dict`` (e.g. a torchvision
+#: DenseNet's ImageNet weights into a DenseUNet encoder: ``{path: densenet161.safetensors, convert:
+#: torchvision_densenet, target: encoder}``); registered beside the blocks they convert into
+WEIGHT_CONVERTERS: Registry[Callable[[Mapping[str, torch.Tensor]], dict[str, torch.Tensor]]] = Registry(
+    "converter", packages=["medseg.networks.blocks"], option="network.init_from.convert"
+)
 
 
 def get_network_spec(name: str) -> NetworkSpec:
-    """The registry entry for ``name`` (``KeyError`` naming the known networks otherwise)."""
-    _ensure_loaded()
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown network '{name}'; known: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name]
+    """The registry entry for ``name`` (a one-line :class:`~medseg.errors.MedsegConfigError` naming the known networks otherwise)."""
+    return NETWORKS.get(name)
 
 
 def create_network(name: str, **kwargs: Any) -> nn.Module:
     """Build the registered network ``name`` with constructor arguments ``kwargs``.
 
     Raises:
-        KeyError: unknown name.
+        MedsegConfigError: unknown name.
         ValueError / TypeError: arguments the network rejects.
     """
     return get_network_spec(name).factory(**kwargs)
 
 
-def list_networks() -> list[str]:
-    """Sorted names of every registered network."""
-    _ensure_loaded()
-    return sorted(_REGISTRY)
+def list_networks(**filters: Any) -> list[str]:
+    """Sorted names of every registered network (``output_kind="labels"`` etc. filter by metadata)."""
+    return NETWORKS.names(**filters)
+
+
+def core_network(net: nn.Module) -> nn.Module:
+    """The registry network inside wrappers (DDP, torch.compile, SliceWise): what the weights belong to."""
+    while True:
+        inner = getattr(net, "module", None) or getattr(net, "_orig_mod", None)
+        if isinstance(net, SliceWise):
+            inner = net.net
+        if inner is None:
+            return net
+        net = inner

@@ -37,10 +37,10 @@ import torch
 import yaml
 
 from medseg.config import bundled_pipeline
-from medseg.engine.package import ModelPackage, core_network, load_model_package
+from medseg.model.package import ModelPackage, core_network, load_model_package
 from medseg.engine.stages import load_stages, run_stages
 from medseg.engine.variants import create_trainer
-from medseg.inference.adapters import create_adapter
+from medseg.model.heads import create_head
 from medseg.inference.predictor import Predictor
 from medseg.io import read_image
 from medseg.metrics.regions import PooledCounts, evaluate_case, parse_regions
@@ -94,7 +94,7 @@ def score(package: ModelPackage, cases: list[dict[str, Any]]) -> dict[str, dict[
         reference, _ = read_image(case["label"], "label")
         probs, _, _ = predictor.input_grid_probabilities(image, geometry)
         for name, output in OUTPUTS.items():
-            labels = create_adapter(output, package.manifest.labels).to_labels(probs[None])[0].numpy()
+            labels = create_head(output, package.manifest.labels).to_labels(probs[None])[0].numpy()
             rows[name] += evaluate_case(labels, reference, geometry.spacing, regions=regions, case=case["case"], pooled=pooled[name])
     out = {}
     for name in OUTPUTS:

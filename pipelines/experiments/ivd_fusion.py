@@ -32,7 +32,7 @@ import torch
 from medseg.config import PipelineConfig, bundled_pipeline, load_pipeline
 from medseg.data.layouts import load_decathlon
 from medseg.data.registry import generate_phantom
-from medseg.engine.package import core_network, load_model_package
+from medseg.model.package import core_network, load_model_package
 from medseg.engine.variants import create_trainer
 from medseg.inference.ablation import contribution_table, modality_contributions
 

@@ -29,7 +29,7 @@ import torch
 
 from medseg.config import bundled_pipeline, load_pipeline
 from medseg.data.mni152 import DeformationSpec, load_mni152, write_pairs
-from medseg.engine.package import load_model_package
+from medseg.model.package import load_model_package
 from medseg.engine.registration import RegistrationTrainer
 from medseg.inference.registration import RAS_TO_LPS_SIGNS, Registrar, folding_on_grid, label_dice, warp_volume
 from medseg.io import read_image

@@ -50,7 +50,7 @@ from medseg.config import PipelineConfig, load_pipeline
 from medseg.data.brats_labels import REGION_NAMES, labels_to_regions
 from medseg.data.glioma_phantom import make_glioma_dataset
 from medseg.data.layouts import load_decathlon
-from medseg.engine.package import load_model_package
+from medseg.model.package import load_model_package
 from medseg.engine.trainer import Trainer
 from medseg.inference.predictor import Predictor
 from medseg.io.image_io import read_image

@@ -34,7 +34,7 @@ import torch
 from medseg.config import load_pipeline
 from medseg.data.layouts import load_decathlon
 from medseg.data.registry import generate_phantom
-from medseg.engine.package import load_model_package
+from medseg.model.package import load_model_package
 from medseg.engine.variants import create_trainer
 from medseg.inference.predictor import Predictor
 from medseg.io.image_io import read_image

@@ -10,7 +10,7 @@ from safetensors.torch import save_file, save_model
 
 from medseg.config import InitConfig, NetworkConfig, PreprocessConfig
 from medseg.engine.init_weights import initialise_network
-from medseg.engine.package import ModelManifest, build_network, save_model_package
+from medseg.model.package import ModelManifest, build_network, save_model_package
 from medseg.errors import MedsegConfigError
 from medseg.networks import get_network_spec
 

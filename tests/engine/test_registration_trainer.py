@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 from medseg.config import apply_overrides, validate_pipeline
 from medseg.data.mni152 import DeformationSpec, load_mni152, write_pairs
-from medseg.engine.package import load_model_package
+from medseg.model.package import load_model_package
 from medseg.engine.registration import PairDataset, RegistrationTrainer, size_divisor
 from medseg.engine.variants import create_trainer
 from medseg.errors import MedsegConfigError, MedsegModelError
@@ -64,11 +64,11 @@ def test_training_logs_the_terms_validates_by_warped_dice_and_exports_a_displace
         assert column in header
     package = load_model_package(tmp_path / "run" / "model")
     manifest = package.manifest
-    assert manifest.output["kind"] == "displacement" and manifest.network.name == "micdir"
+    assert manifest.output.kind == "displacement" and manifest.network.name == "micdir"
     assert len(manifest.training["val_cases"]) == 1 and len(manifest.training["train_cases"]) == 2
     assert manifest.preprocess.intensity == "minmax"
     with pytest.raises(MedsegModelError, match="medseg register"):
-        package.adapter.probabilities(torch.zeros(1, 3, 4, 4, 4))
+        package.head.probabilities(torch.zeros(1, 3, 4, 4, 4))
 
 
 def test_resume_is_exact(pairs: Path, tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ import medseg.transforms.loading as loading
 from medseg.config import apply_overrides, validate_pipeline
 from medseg.data.atrium_phantom import make_atrium_dataset
 from medseg.engine.logs import RunLog
-from medseg.engine.package import load_model_package
+from medseg.model.package import load_model_package
 from medseg.engine.semisup import SemiSupervisedTrainer, rampup_weight
 from medseg.engine.semisup_data import semi_cases
 from medseg.engine.variants import create_trainer

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from medseg.config import bundled_pipeline, load_pipeline
-from medseg.engine.package import build_network
+from medseg.model.package import build_network
 from medseg.engine.semisup_data import rotate_axes
 
 

@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file
 
 from medseg.config import load_pipeline
-from medseg.engine.package import load_model_package
+from medseg.model.package import load_model_package
 from medseg.engine.trainer import Trainer
 from medseg.errors import MedsegOutputError
 from tests.conftest import write_pipeline

@@ -13,13 +13,14 @@ from torch import nn
 
 from medseg.config import NetworkConfig, PreprocessConfig, RoiConfig
 from medseg.data.synthetic import save_nifti
-from medseg.engine.package import ModelManifest, load_model_package, save_model_package
+from medseg.model.package import ModelManifest, load_model_package, save_model_package
 from medseg.errors import MedsegModelError
 from medseg.inference.cascade import cropped_geometry
-from medseg.inference.outputs import CaseTargets, predict_to_files
+from medseg.inference.batch import predict_to_files
+from medseg.inference.outputs import CaseTargets
 from medseg.inference.predictor import Predictor
 from medseg.io.geometry import Geometry, reorient
-from medseg.networks.registry import _REGISTRY, register_network
+from medseg.networks.registry import NETWORKS, register_network
 from medseg.transforms.roi import CropToLabelRoid, largest_component, roi_box
 
 
@@ -89,7 +90,7 @@ def cascade_package(tmp_path: Path):
     localiser = package("localiser", 50.0)
     roi = RoiConfig(localiser="localiser", labels=[1], margin_mm=4.0, largest_component=True)
     yield package("cascade", 10.0, roi, {"localiser": localiser})
-    _REGISTRY.pop("test_threshold", None)
+    NETWORKS.remove("test_threshold")
 
 
 def _scene() -> tuple[np.ndarray, np.ndarray]:

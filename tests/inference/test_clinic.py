@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from medseg.cli.main import main
-from medseg.engine.package import load_model_package, sha256_file
+from medseg.model.package import load_model_package, sha256_file
 from medseg.inference.batch import PHASES
 from medseg.inference.outputs import label_statistics
 from medseg.inference.predictor import Predictor

@@ -5,6 +5,8 @@ within 2x of the measured peak."""
 
 from __future__ import annotations
 
+import itertools
+
 import sys
 from pathlib import Path
 
@@ -16,22 +18,21 @@ from torch import nn
 
 from medseg.config import NetworkConfig, PreprocessConfig
 from medseg.data.synthetic import ct_phantom, save_nifti
-from medseg.engine.package import ModelManifest, load_model_package, save_model_package
+from medseg.model.package import ModelManifest, load_model_package, save_model_package
 from medseg.errors import MedsegError
 from medseg.inference import stitch as stitch_module
-from medseg.inference.adapters import create_adapter
+from medseg.model.heads import create_head
 from medseg.inference.engine import WindowEngine
 from medseg.inference.predictor import Predictor
-from medseg.inference.sliding import sliding_window_probabilities
 from medseg.inference.stitch import WindowGrid, stitch, stitched_logits
 from medseg.io.geometry import reorient
 from medseg.networks import create_network
-from medseg.networks.registry import _REGISTRY, register_network
+from medseg.networks.registry import NETWORKS, register_network
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from benchmarks.memory import PeakMemory  # noqa: E402
 
-ADAPTER = create_adapter({"kind": "labels"}, {0: "bg", 1: "a", 2: "b"})
+ADAPTER = create_head({"kind": "labels"}, {0: "bg", 1: "a", 2: "b"})
 UNIT_ROUNDOFF = {torch.float16: 2.0**-11, torch.bfloat16: 2.0**-8}
 
 
@@ -86,14 +87,28 @@ def test_low_precision_accumulator_within_rounding_bound(net: nn.Module, dtype: 
     assert torch.equal(low.argmax(1)[clear], ref.argmax(1)[clear])
 
 
+def _monai_probabilities(net: nn.Module, x: torch.Tensor, tta: bool) -> torch.Tensor:
+    """MONAI's sliding_window_inference (Gaussian), softmax, averaged over all flips of the spatial axes."""
+    flips = [c for n in range(4) for c in itertools.combinations((2, 3, 4), n)] if tta else [()]
+    total = torch.zeros(0)
+    for axes in flips:
+        xf = torch.flip(x, axes) if axes else x
+        with torch.no_grad():
+            logits = sliding_window_inference(xf, (12, 12, 12), 4, net, overlap=0.5, mode="gaussian")
+        probs = torch.softmax(torch.as_tensor(logits).float(), 1)
+        probs = torch.flip(probs, axes) if axes else probs
+        total = probs if total.numel() == 0 else total + probs
+    return total / len(flips)
+
+
 def test_engine_tta_and_labels_match_the_monai_path(net: nn.Module) -> None:
-    """Mirroring TTA through our engine equals the MONAI-based sliding_window_probabilities; the labels
+    """Mirroring TTA through our engine equals MONAI's sliding_window_inference over the same flips; the labels
     path (argmax slab by slab, uint8) equals the argmax of those probabilities."""
     x = torch.randn(1, 1, 20, 18, 14)
     for tta in (False, True):
         engine = WindowEngine(net, ADAPTER, torch.device("cpu"), (12, 12, 12), 0.5, 4, tta)
         engine.slab_voxels = 18 * 14 * 3  # several slabs, the last one partial
-        ref = sliding_window_probabilities(net, x, ADAPTER, (12, 12, 12), 0.5, 4, tta)
+        ref = _monai_probabilities(net, x, tta)
         probs = engine.probabilities(x)
         assert float((probs - ref).abs().max()) <= 1e-5
         labels = engine.labels(x)
@@ -129,7 +144,7 @@ def blob_model(tmp_path: Path):
         return Predictor(load_model_package(path), torch.device("cpu"), overlap=overlap)
 
     yield make
-    _REGISTRY.pop("test_blobs", None)
+    NETWORKS.remove("test_blobs")
 
 
 def _case(tmp_path: Path, name: str, code: str, oblique: bool = False) -> Path:

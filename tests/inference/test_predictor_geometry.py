@@ -13,12 +13,13 @@ from torch import nn
 
 from medseg.config import NetworkConfig, PreprocessConfig
 from medseg.data.synthetic import ct_phantom, save_nifti
-from medseg.engine.package import ModelManifest, load_model_package, save_model_package
-from medseg.inference.outputs import CaseTargets, predict_to_files
+from medseg.model.package import ModelManifest, load_model_package, save_model_package
+from medseg.inference.batch import predict_to_files
+from medseg.inference.outputs import CaseTargets
 from medseg.inference.predictor import Predictor
 from medseg.io.geometry import reorient
 from medseg.metrics import dice
-from medseg.networks.registry import _REGISTRY, register_network
+from medseg.networks.registry import NETWORKS, register_network
 
 THRESHOLD_HU = 20.0
 
@@ -52,7 +53,7 @@ def threshold_model(tmp_path: Path):
         return save_model_package(path, VoxelThreshold(), manifest, force=True)
 
     yield make
-    _REGISTRY.pop("test_voxel_threshold", None)
+    NETWORKS.remove("test_voxel_threshold")
 
 
 def _rotation_z(degrees: float) -> np.ndarray:

@@ -12,9 +12,9 @@ import torch
 from torch import nn
 
 from medseg.config import NetworkConfig, PreprocessConfig
-from medseg.engine.package import ModelManifest, ModelPackage
+from medseg.model.package import ModelManifest, ModelPackage
 from medseg.errors import MedsegModelError
-from medseg.inference.adapters import create_adapter
+from medseg.model.heads import create_head
 from medseg.inference.registration import Registrar, field_on_grid, folding_on_grid, warp_volume
 from medseg.io import Geometry, read_image, write_image
 from medseg.io.geometry import reorient
@@ -111,7 +111,7 @@ def _package(tmp_path: Path, network: nn.Module, spacing=(2.0, 2.0, 2.0), kind: 
         labels={0: "background", 1: "a", 2: "b"}, modalities=["MRI"],
         preprocess=PreprocessConfig(intensity="minmax", target_spacing=spacing), patch_size=(8, 8, 8),
     )
-    return ModelPackage(tmp_path, manifest, network, create_adapter(manifest.output, manifest.labels))
+    return ModelPackage(tmp_path, manifest, network, create_head(manifest.output, manifest.labels))
 
 
 def _write_pair(tmp_path: Path) -> tuple[Path, Path, Path, Path]:

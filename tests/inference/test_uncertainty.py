@@ -12,7 +12,7 @@ from scipy.ndimage import gaussian_filter
 from torch import nn
 
 from medseg.config import InferenceConfig, NetworkConfig, PreprocessConfig
-from medseg.engine.package import ModelManifest, load_model_package, save_model_package
+from medseg.model.package import ModelManifest, load_model_package, save_model_package
 from medseg.inference.batch import RunContext, predict_case, targets_for_file
 from medseg.inference.cases import single_case
 from medseg.inference.predictor import Predictor
@@ -52,7 +52,7 @@ class VoxelThreshold(nn.Module):
 @pytest.fixture
 def threshold_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A model package whose network thresholds intensities at 0.5 (registered for this test only)."""
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    monkeypatch.setattr(registry.NETWORKS, "_entries", dict(registry.NETWORKS._entries))
     registry.register_network("test_voxel_threshold")(VoxelThreshold)
     manifest = ModelManifest(
         name="threshold", network=NetworkConfig(name="test_voxel_threshold", kwargs={}), labels={0: "background", 1: "block"},
@@ -81,3 +81,40 @@ def test_entropy_is_higher_on_a_blurred_input(threshold_model: Path, tmp_path: P
         means[name] = report["uncertainty"]["labels"]["1"]["mean_entropy"], float(entropy.mean())
     assert means["blurred"][0] > means["sharp"][0] + 0.05  # inside the predicted block
     assert means["blurred"][1] > means["sharp"][1] + 0.02  # over the whole image
+
+
+class ThreeClassRamp(nn.Module):
+    """Three-class logits that vary smoothly with intensity (every voxel has a non-trivial softmax)."""
+
+    def __init__(self, spatial_dims: int = 3) -> None:
+        super().__init__()
+        self.conv = nn.Conv3d(1, 3, 1)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.tensor([-2.0, 0.5, 2.0]).view(3, 1, 1, 1, 1))
+            self.conv.bias.copy_(torch.tensor([1.0, 0.0, -1.0]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+@pytest.mark.parametrize("kind", ["liver_tumor", "labels"])
+def test_softmax_heads_get_categorical_entropy(kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every softmax head (labels, liver_tumor, nested_softmax) is categorical: the map is -sum p log p / log C."""
+    monkeypatch.setattr(registry.NETWORKS, "_entries", dict(registry.NETWORKS._entries))
+    registry.register_network("test_three_class_ramp")(ThreeClassRamp)
+    manifest = ModelManifest(
+        name="ramp", network=NetworkConfig(name="test_three_class_ramp", kwargs={}), labels={0: "background", 1: "liver", 2: "tumour"},
+        modalities=["CT"], preprocess=PreprocessConfig(intensity="none"), patch_size=(8, 8, 8), output={"kind": kind, **({"thresholds": False} if kind == "liver_tumor" else {})},
+    )
+    package = load_model_package(save_model_package(tmp_path / "ramp", ThreeClassRamp(), manifest))
+    assert package.head.categorical
+    image = np.linspace(-1.5, 1.5, 12 * 10 * 8, dtype=np.float32).reshape(12, 10, 8)
+    source = write_image(tmp_path / "ramp.nii.gz", image, Geometry(image.shape, np.diag([2.0, 2.0, 3.0, 1.0])), "image")
+    predictor = Predictor(package, torch.device("cpu"))
+    probabilities = predictor.predict_files([source], keep_probabilities=True).probabilities
+    targets = targets_for_file(tmp_path / "ramp_labels.nii.gz", "nifti", report=False, uncertainty=True)
+    predict_case(RunContext(predictor), single_case([source]), targets)
+    entropy, _ = read_image(targets.uncertainty)
+    expected = entropy_map(probabilities, categorical=True)
+    np.testing.assert_allclose(entropy, expected, atol=1e-5)
+    assert np.abs(entropy_map(probabilities, categorical=False) - expected).max() > 0.05  # the two definitions differ here

@@ -16,7 +16,7 @@ import yaml
 
 from medseg.config import bundled_pipeline, load_pipeline
 from medseg.data.layouts import load_decathlon
-from medseg.engine.package import load_model_package
+from medseg.model.package import load_model_package
 from medseg.engine.variants import create_trainer
 from medseg.inference.ablation import ModalityDropPredictor, contribution_table, modality_contributions
 from medseg.io.image_io import read_geometry

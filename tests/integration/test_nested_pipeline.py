@@ -17,7 +17,7 @@ from medseg.config import load_pipeline
 from medseg.data.brats_labels import labels_to_regions
 from medseg.data.glioma_phantom import write_brats_layout
 from medseg.data.layouts import load_decathlon
-from medseg.engine.package import load_model_package
+from medseg.model.package import load_model_package
 from medseg.engine.trainer import Trainer
 from medseg.errors import MedsegConfigError
 from medseg.inference.predictor import Predictor
@@ -123,7 +123,7 @@ def test_softmax_head_runs_through_the_same_path(nested_run: Path, tmp_path: Pat
     config = _config("brats_softmax_phantom", **{"data.synthetic": None, "data.dataset": str(nested_run / "data"), "train.epochs": 1})
     Trainer(config, tmp_path / "run", device="cpu", progress=False).fit()
     package = load_model_package(tmp_path / "run" / "model")
-    assert package.manifest.output == {"kind": "nested_softmax"} and package.adapter.kind == "nested_softmax"
+    assert package.manifest.output.kind == "nested_softmax" and package.head.kind == "nested_softmax"
     result = Predictor(package, torch.device("cpu")).predict_files(_test_case(nested_run)["image"], keep_probabilities=True)
     assert set(np.unique(result.labels)) <= {0, 1, 2, 4} and result.probabilities.shape[-1] == 4
     assert nesting_violations(labels_to_regions(result.labels)).voxels == 0
@@ -147,10 +147,10 @@ def test_a_head_the_output_kind_cannot_decode_is_refused(nested_run: Path, tmp_p
 
 
 def test_bundled_brats_pipelines_validate_and_match_their_heads() -> None:
-    from medseg.engine.package import build_network
-    from medseg.inference.adapters import check_network, create_adapter
+    from medseg.model.package import build_network
+    from medseg.model.heads import check_network, create_head
 
     for name in ("brats_nested", "brats_softmax", "brats_nested_phantom", "brats_softmax_phantom"):
         config = load_pipeline(ROOT / "pipelines" / f"{name}.yaml")
-        check_network(create_adapter(config.output, config.data.labels), build_network(config.network))
+        check_network(create_head(config.output, config.data.labels), build_network(config.network))
         assert yaml.safe_load((ROOT / "pipelines" / f"{name}.yaml").read_text())["name"] == name

@@ -8,12 +8,12 @@ import highdicom as hd
 import numpy as np
 import pydicom
 
-from medseg.engine.package import SegmentStyle
+from medseg.model.package import SegmentStyle
 from medseg.io.dicom import read_dicom_series
 from medseg.io.dicom_seg import write_dicom_seg
 from medseg.io.dicom_write import write_dicom_series
 from medseg.io.geometry import Geometry
-from medseg.viz import label_colour
+from medseg.palette import label_colour
 
 from tests.io.test_dicom import _oblique_affine, _volume
 

@@ -22,7 +22,7 @@ TINY = get_network_spec("nested_resunet").tiny_kwargs
 def test_sweep_with_other_heads(dims: int, head_kwargs: dict, tmp_path, monkeypatch) -> None:
     spec = get_network_spec("nested_resunet")
     variant = dataclasses.replace(spec, tiny_kwargs=lambda d: {**TINY(d), **head_kwargs})
-    monkeypatch.setitem(registry._REGISTRY, "nested_resunet", variant)
+    monkeypatch.setitem(registry.NETWORKS._entries, "nested_resunet", dataclasses.replace(registry.NETWORKS.entry("nested_resunet"), value=variant))
     sweep.test_network_sweep("nested_resunet", dims, tmp_path)
 
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_model, save_model
 
+from medseg.errors import MedsegConfigError
 from medseg.networks import create_network, get_network_spec, list_networks
 
 CASES = [(name, dims) for name in list_networks() for dims in get_network_spec(name).spatial_dims]
@@ -58,7 +59,7 @@ def test_network_sweep(name: str, dims: int, tmp_path) -> None:
 
 
 def test_unknown_network_names_the_known_ones() -> None:
-    with pytest.raises(KeyError, match="unet"):
+    with pytest.raises(MedsegConfigError, match="unet"):
         create_network("no_such_network")
 
 

@@ -9,7 +9,9 @@ import torch
 from monai.data import MetaTensor
 
 from medseg.config import NetworkConfig, load_pipeline
-from medseg.engine.data import pipeline_cases, validation_dataset
+from monai.transforms import Compose
+
+from medseg.engine.data import labelled_case_transforms, pipeline_cases
 from medseg.networks import create_network, get_network_spec
 from medseg.networks.blocks.slicewise import SliceWise
 from medseg.networks.hdenseunet import stack_slices, unstack_slices
@@ -52,12 +54,12 @@ def test_dict_transform_keeps_metadata_and_config_switch() -> None:
 
 
 def test_pipeline_datasets_carry_the_context(tmp_path: Path) -> None:
-    """Validation volumes get 2k+1 channels whose centre is the plain preprocessed image."""
+    """Preprocessed training volumes get 2k+1 channels whose centre is the plain preprocessed image."""
     plain = load_pipeline(write_pipeline(tmp_path / "a.yaml", **{"data.synthetic.n_train": 2, "data.cache": False}))
     stacked = plain.model_copy(update={"network": NetworkConfig(name="dense_unet_2d", slice_axis=2, slice_context=1)})
     cases = pipeline_cases(plain, tmp_path / "run")[:1]
-    a = validation_dataset(plain, cases)[0]["image"]
-    b = validation_dataset(stacked, cases)[0]["image"]
+    a = Compose(labelled_case_transforms(plain))(dict(cases[0]))["image"]
+    b = Compose(labelled_case_transforms(stacked))(dict(cases[0]))["image"]
     assert b.shape == (3, *a.shape[1:])
     torch.testing.assert_close(b[1], a[0])
     torch.testing.assert_close(b[0][..., 1:], a[0][..., :-1])  # channel 0 = the slice below

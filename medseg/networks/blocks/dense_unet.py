@@ -17,6 +17,7 @@ import torch
 from monai.networks.layers.factories import Conv
 from torch import nn
 
+from medseg.networks.registry import WEIGHT_CONVERTERS
 from medseg.errors import MedsegModelError
 from medseg.networks.blocks.dense import DenseEncoder, DenseUNetDecoder, Size
 
@@ -115,6 +116,7 @@ class DenseUNetCore(nn.Module):
 _TV_LAYER = re.compile(r"^(features\.denseblock\d+\.denselayer\d+)\.(norm|relu|conv)\.?([12])\.(.+)$")
 
 
+@WEIGHT_CONVERTERS.register("torchvision_densenet")
 def torchvision_densenet_to_encoder(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Rename a torchvision ``DenseNet`` state dict to :class:`DenseEncoder` keys.
 

@@ -1,5 +1,6 @@
-"""Output adapters for nested classes (BraTS WT ⊇ TC ⊇ ET), one per head of
-:class:`~medseg.networks.nested_resunet.NestedResUNet`:
+"""Output heads for nested classes (BraTS WT ⊇ TC ⊇ ET), one per head of
+:class:`~medseg.networks.nested_resunet.NestedResUNet` (this module: ``nested`` and the shared base;
+``nested_softmax.py`` and ``regions.py`` beside it):
 
 - ``"nested"`` (multi-level head, network ``output_kind == "nested"``): the network returns K region logits
   ``s (z - b_k)``; probabilities are their sigmoids ``p_k`` (WT, TC, ET), non-increasing in k. The predictor
@@ -21,24 +22,30 @@ conventions), write BraTS labels in the convention of the package's label set (`
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
+from pydantic import Field
 
 from medseg.data.brats_labels import (
-    LEVEL_NAMES,
     REGION_NAMES,
     convention_of_labels,
     labels_to_levels,
     labels_to_regions,
     levels_to_labels,
-    regions_to_levels,
 )
 from medseg.errors import MedsegConfigError
-from medseg.inference.adapters import OutputAdapter, ValidationScorer, register_adapter
+from medseg.model.heads.base import HeadOptions, OutputHead, ValidationScorer, register_head
 from medseg.metrics.brats import region_counts
 from medseg.metrics.dice import dice_from_counts
+
+
+class NestedOptions(HeadOptions):
+    """``output: {kind: nested, threshold: 0.5}``: a voxel is inside region k when ``p_k > threshold``."""
+
+    kind: Literal["nested"] = "nested"
+    threshold: float = Field(0.5, gt=0.0, lt=1.0)
 
 
 class RegionDiceScorer(ValidationScorer):
@@ -62,8 +69,8 @@ class RegionDiceScorer(ValidationScorer):
         return out
 
 
-class _NestedAdapter(OutputAdapter):
-    """Shared behaviour of the nested-class adapters (see the module docstring).
+class NestedBase(OutputHead):
+    """Shared behaviour of the nested-class heads (see the module docstring).
 
     Args:
         labels: the package's labels, a BraTS label set (``{0, 1, 2, 4}`` or ``{0, 1, 2, 3}``).
@@ -76,8 +83,6 @@ class _NestedAdapter(OutputAdapter):
             self.convention = convention_of_labels(self.labels)
         except ValueError as exc:
             raise MedsegConfigError(f"output.kind '{self.kind}': {exc}") from None
-        if not 0.0 < float(threshold) < 1.0:
-            raise MedsegConfigError(f"output.threshold must be in (0, 1), got {threshold}")
         self.threshold = float(threshold)
 
     def training_target(self, label: torch.Tensor) -> torch.Tensor:
@@ -103,19 +108,21 @@ class _NestedAdapter(OutputAdapter):
         return f"output {self.kind}: BraTS {self.convention} labels (enhancing = {enhancing}); stored labels read by their own convention"
 
 
-@register_adapter("nested")
-class NestedRegions(_NestedAdapter):
+@register_head("nested", NestedOptions)
+class NestedRegions(NestedBase):
     """Multi-level head: K nested region logits -> sigmoid probabilities; level = count of ``p_k > t``.
 
     Shapes: logits ``(B, K, *spatial)`` -> probabilities ``(B, K, *spatial)`` (WT, TC, ET) -> labels
     ``(B, *spatial)``.
 
     Example:
-        >>> adapter = NestedRegions({0: "background", 1: "necrosis", 2: "oedema", 4: "enhancing"})
+        >>> head = NestedRegions({0: "background", 1: "necrosis", 2: "oedema", 4: "enhancing"})
         >>> logits = torch.tensor([[-1.0, -2.0, -3.0], [2.0, 1.0, -1.0]]).T.reshape(1, 3, 2)
-        >>> adapter.to_labels(adapter.probabilities(logits)).tolist()
+        >>> head.to_labels(head.probabilities(logits)).tolist()
         [[0, 1]]
     """
+
+    categorical = False  # independent sigmoid regions
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(logits.float())
@@ -127,45 +134,4 @@ class NestedRegions(_NestedAdapter):
         return list(REGION_NAMES)
 
 
-@register_adapter("nested_softmax")
-class SoftmaxLevels(_NestedAdapter):
-    """Softmax head over the levels (background, oedema, necrosis/NCR, enhancing); argmax decoding.
-
-    Shapes: logits ``(B, 4, *spatial)`` -> probabilities ``(B, 4, *spatial)`` -> labels ``(B, *spatial)``.
-    """
-
-    network_kinds = ("labels",)
-
-    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(logits.float(), dim=1)
-
-    def to_labels(self, probabilities: torch.Tensor) -> torch.Tensor:
-        return self.levels_to_labels(torch.argmax(probabilities, dim=1))
-
-    def probability_names(self) -> list[str]:
-        return list(LEVEL_NAMES)
-
-
-@register_adapter("regions")
-class IndependentRegions(_NestedAdapter):
-    """Independent sigmoid region head: masks ``p_k > t`` (may violate nesting); labels innermost-first.
-
-    The ``regions`` extra output writes the raw thresholded masks, violations included.
-    """
-
-    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(logits.float())
-
-    def to_labels(self, probabilities: torch.Tensor) -> torch.Tensor:
-        return self.levels_to_labels(regions_to_levels(probabilities > self.threshold, axis=1))
-
-    def probability_names(self) -> list[str]:
-        return list(REGION_NAMES)
-
-    def extra_output(self, name: str, probabilities: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, str]:
-        if name != "regions":
-            return super().extra_output(name, probabilities, labels)
-        return (probabilities > self.threshold).astype(np.uint8), "label"
-
-
-__all__ = ["IndependentRegions", "NestedRegions", "RegionDiceScorer", "SoftmaxLevels"]
+__all__ = ["NestedBase", "NestedOptions", "NestedRegions", "RegionDiceScorer"]

@@ -1,4 +1,4 @@
-"""Nested-class output adapters: decoding, conventions, training targets, extras, scoring, head checks."""
+"""Nested-class output heads: decoding, conventions, training targets, extras, scoring, head checks."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from monai.transforms import Spacing
 
 from medseg.data.brats_labels import labels_to_regions
 from medseg.errors import MedsegConfigError
-from medseg.inference.adapters import LabelDiceScorer, check_network, create_adapter
-from medseg.inference.nested import RegionDiceScorer
+from medseg.model.heads import LabelDiceScorer, check_network, create_head
+from medseg.model.heads.nested import RegionDiceScorer
 from medseg.metrics.brats import nesting_violations
 from medseg.networks import create_network, get_network_spec
 
@@ -23,28 +23,28 @@ TINY = get_network_spec("nested_resunet").tiny_kwargs(3)
 
 @pytest.mark.parametrize("convention", ["2018", "2023"])
 def test_nested_decoding_counts_regions_and_writes_the_package_convention(convention: str) -> None:
-    adapter = create_adapter({"kind": "nested"}, LABELS[convention])
+    head = create_head({"kind": "nested"}, LABELS[convention])
     z = torch.tensor([0.0, 1.0, 2.0, 3.0]).view(1, 1, 4)  # plateau centres of levels 0..3
     logits = 5.0 * (z - torch.tensor([0.5, 1.5, 2.5]).view(1, 3, 1))
-    probs = adapter.probabilities(logits)
-    assert adapter.probability_names() == ["WT", "TC", "ET"]
+    probs = head.probabilities(logits)
+    assert head.probability_names() == ["WT", "TC", "ET"]
     enhancing = 4 if convention == "2018" else 3
-    assert adapter.to_labels(probs).tolist() == [[0, 2, 1, enhancing]]
-    assert adapter.convention == convention and str(enhancing) in adapter.describe()
+    assert head.to_labels(probs).tolist() == [[0, 2, 1, enhancing]]
+    assert head.convention == convention and str(enhancing) in head.describe()
 
 
 def test_softmax_levels_decode_by_argmax() -> None:
-    adapter = create_adapter({"kind": "nested_softmax"}, LABELS["2018"])
+    head = create_head({"kind": "nested_softmax"}, LABELS["2018"])
     logits = torch.eye(4).view(1, 4, 4) * 3  # voxel v has its maximum at level v
-    assert adapter.to_labels(adapter.probabilities(logits)).tolist() == [[0, 2, 1, 4]]
-    assert len(adapter.probability_names()) == 4
+    assert head.to_labels(head.probabilities(logits)).tolist() == [[0, 2, 1, 4]]
+    assert len(head.probability_names()) == 4
 
 
 def test_independent_regions_resolve_innermost_first_but_extra_keeps_violations() -> None:
-    adapter = create_adapter({"kind": "regions"}, LABELS["2018"])
+    head = create_head({"kind": "regions"}, LABELS["2018"])
     probs = torch.tensor([[0.1, 0.1, 0.9], [0.9, 0.1, 0.1]]).T.reshape(1, 3, 2)  # voxel 0: ET only (violates)
-    assert adapter.to_labels(probs).tolist() == [[4, 2]]
-    masks, kind = adapter.extra_output("regions", probs[0].permute(1, 0).numpy(), np.array([4, 2]))
+    assert head.to_labels(probs).tolist() == [[4, 2]]
+    masks, kind = head.extra_output("regions", probs[0].permute(1, 0).numpy(), np.array([4, 2]))
     assert kind == "label" and masks.tolist() == [[0, 0, 1], [1, 0, 0]]
     assert nesting_violations(masks, axis=-1).voxels == 1
 
@@ -52,30 +52,30 @@ def test_independent_regions_resolve_innermost_first_but_extra_keeps_violations(
 @pytest.mark.parametrize("kind", ["nested", "nested_softmax"])
 @pytest.mark.parametrize("convention", ["2018", "2023"])
 def test_training_target_maps_stored_labels_to_levels(kind: str, convention: str) -> None:
-    adapter = create_adapter({"kind": kind}, LABELS["2018"])  # stored data may follow either convention
+    head = create_head({"kind": kind}, LABELS["2018"])  # stored data may follow either convention
     enhancing = 4 if convention == "2018" else 3
     label = torch.tensor([0.0, 1.0, 2.0, float(enhancing)]).view(1, 1, 4)
-    target = adapter.training_target(label)
+    target = head.training_target(label)
     assert target.dtype == label.dtype and target.flatten().tolist() == [0, 2, 1, 3]
 
 
 def test_regions_extra_output_from_labels() -> None:
-    adapter = create_adapter({"kind": "nested"}, LABELS["2018"])
-    assert "regions" in adapter.extra_outputs()
+    head = create_head({"kind": "nested"}, LABELS["2018"])
+    assert "regions" in head.extra_outputs()
     labels = np.array([[0, 2], [1, 4]], dtype=np.uint8)[..., None]
-    masks, kind = adapter.extra_output("regions", np.zeros((2, 2, 1, 3), np.float32), labels)
+    masks, kind = head.extra_output("regions", np.zeros((2, 2, 1, 3), np.float32), labels)
     assert kind == "label" and masks.shape == (2, 2, 1, 3) and masks.dtype == np.uint8
     np.testing.assert_array_equal(np.moveaxis(masks, -1, 0), labels_to_regions(labels))
-    with pytest.raises(KeyError, match="regions"):
-        adapter.extra_output("nope", np.zeros((1, 1, 1, 3)), np.zeros((1, 1, 1)))
-    assert create_adapter({"kind": "labels"}, LABELS["2018"]).extra_outputs() == {}
+    with pytest.raises(MedsegConfigError, match="regions"):
+        head.extra_output("nope", np.zeros((1, 1, 1, 3)), np.zeros((1, 1, 1)))
+    assert create_head({"kind": "labels"}, LABELS["2018"]).extra_outputs() == {}
 
 
 @pytest.mark.parametrize("options", [{"kind": "nested", "threshold": 1.5}, {"kind": "nested_softmax"}])
 def test_bad_options_or_label_sets_are_config_errors(options: dict) -> None:
     labels = LABELS["2018"] if "threshold" in options else {0: "background", 1: "tumour"}
     with pytest.raises(MedsegConfigError):
-        create_adapter(options, labels)
+        create_head(options, labels)
 
 
 @settings(max_examples=40, deadline=None)
@@ -87,13 +87,13 @@ def test_bad_options_or_label_sets_are_config_errors(options: dict) -> None:
 )
 def test_linear_resampling_keeps_region_probabilities_ordered(z, steepness, spacing, threshold) -> None:
     """The predictor resamples probabilities with MONAI's bilinear Spacing: they stay ordered, masks nest."""
-    adapter = create_adapter({"kind": "nested", "threshold": threshold}, LABELS["2018"])
+    head = create_head({"kind": "nested", "threshold": threshold}, LABELS["2018"])
     field = torch.tensor(z).view(1, 1, 3, 3, 3)
     logits = steepness * (field - torch.tensor([0.5, 1.5, 2.5]).view(1, 3, 1, 1, 1))
     resample = Spacing(pixdim=spacing, mode="bilinear", padding_mode="border")
-    probs = resample(MetaTensor(adapter.probabilities(logits)[0], affine=torch.eye(4))).as_tensor()[None]
+    probs = resample(MetaTensor(head.probabilities(logits)[0], affine=torch.eye(4))).as_tensor()[None]
     assert (probs[:, :-1] >= probs[:, 1:]).all()
-    labels = adapter.to_labels(probs)[0].numpy()
+    labels = head.to_labels(probs)[0].numpy()
     masks = (probs[0] > threshold).numpy()
     np.testing.assert_array_equal(labels_to_regions(labels), masks)  # labels decode exactly the thresholded masks
     assert nesting_violations(masks).voxels == 0
@@ -119,8 +119,8 @@ def test_region_dice_scorer_reads_each_map_by_its_convention_and_scores_empty_et
 
 
 def test_label_dice_scorer_is_the_default() -> None:
-    adapter = create_adapter({"kind": "labels"}, {0: "background", 1: "organ", 2: "lesion"})
-    scorer = adapter.validation_scorer()
+    head = create_head({"kind": "labels"}, {0: "background", 1: "organ", 2: "lesion"})
+    scorer = head.validation_scorer()
     assert isinstance(scorer, LabelDiceScorer)
     scorer.update(torch.tensor([0, 1, 1, 2]), torch.tensor([0, 1, 2, 2]))
     assert scorer.result() == pytest.approx({"val_dice_organ": 2 / 3, "val_dice_lesion": 2 / 3, "val_score": 2 / 3})
@@ -142,16 +142,16 @@ def test_label_dice_scorer_is_the_default() -> None:
 def test_check_network_matches_head_and_output_kind(network_kwargs: dict, kind: str, ok: bool) -> None:
     net = create_network("nested_resunet", **{**TINY, **network_kwargs})
     labels = LABELS["2018"] if kind != "labels" else {0: "a", 1: "b", 2: "c", 3: "d"}
-    adapter = create_adapter({"kind": kind}, labels)
+    head = create_head({"kind": kind}, labels)
     if ok:
-        check_network(adapter, net)
+        check_network(head, net)
     else:
         with pytest.raises(MedsegConfigError, match="output.kind"):
-            check_network(adapter, net)
+            check_network(head, net)
 
 
 def test_check_network_ignores_kinds_without_an_adapter() -> None:
-    adapter = create_adapter({"kind": "labels"}, {0: "background", 1: "x"})
-    check_network(adapter, create_network("unet", **get_network_spec("unet").tiny_kwargs(3)))
-    check_network(adapter, create_network("voxelmorph", **get_network_spec("voxelmorph").tiny_kwargs(3)))  # displacement
-    check_network(adapter, torch.nn.Identity())
+    head = create_head({"kind": "labels"}, {0: "background", 1: "x"})
+    check_network(head, create_network("unet", **get_network_spec("unet").tiny_kwargs(3)))
+    check_network(head, create_network("voxelmorph", **get_network_spec("voxelmorph").tiny_kwargs(3)))  # displacement
+    check_network(head, torch.nn.Identity())

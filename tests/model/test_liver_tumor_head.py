@@ -1,4 +1,4 @@
-"""H-DenseUNet's post-processing adapter (output.kind: liver_tumor)."""
+"""H-DenseUNet's post-processing head (output.kind: liver_tumor)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from medseg.inference.adapters import create_adapter
+from medseg.errors import MedsegConfigError
+from medseg.model.heads import create_head
 
 LABELS = {0: "background", 1: "liver", 2: "tumour"}
 
@@ -30,8 +31,8 @@ def test_code_post_processing() -> None:
     _set(p, np.s_[9:11, 9:11, 3:5], (0.1, 0.1, 0.8))  # an unsure one: p(tumour) < 0.9 -> liver? no: p(liver) < 0.5 -> background
     _set(p, np.s_[15:18, 15:18, 2:4], (0.05, 0.9, 0.05))  # a smaller liver-like island
     _set(p, np.s_[16, 2, 5], (0.0, 0.0, 1.0))  # tumour outside the liver
-    adapter = create_adapter({"kind": "liver_tumor"}, LABELS)
-    labels = adapter.to_labels(torch.from_numpy(p)[None])[0].numpy()
+    head = create_head({"kind": "liver_tumor"}, LABELS)
+    labels = head.to_labels(torch.from_numpy(p)[None])[0].numpy()
     assert labels[16, 16, 3] == 0  # island dropped (largest component kept)
     assert labels[16, 2, 5] == 0  # tumour outside the liver dropped
     assert labels[5, 5, 4] == 2 and (labels == 2).sum() == 27
@@ -39,7 +40,7 @@ def test_code_post_processing() -> None:
     hole = _probs((12, 12, 12))
     _set(hole, np.s_[2:10, 2:10, 2:10], (0.1, 0.8, 0.1))
     _set(hole, np.s_[5, 5, 5], (0.9, 0.05, 0.05))
-    filled = adapter.to_labels(torch.from_numpy(hole)[None])[0].numpy()
+    filled = head.to_labels(torch.from_numpy(hole)[None])[0].numpy()
     assert filled[5, 5, 5] == 1  # enclosed hole filled
     assert labels[9, 9, 3] == 0 or labels[9, 9, 3] == 1  # unsure voxels: never tumour at threshold 0.9
     assert labels[9, 9, 3] != 2
@@ -49,20 +50,20 @@ def test_thresholds_and_argmax_mode() -> None:
     p = _probs((6, 6, 6))
     _set(p, np.s_[1:5, 1:5, 1:5], (0.3, 0.35, 0.35))  # argmax liver/tumour tie region; p(liver) < 0.5
     t = torch.from_numpy(p)[None]
-    code = create_adapter({"kind": "liver_tumor"}, LABELS).to_labels(t)[0]
+    code = create_head({"kind": "liver_tumor"}, LABELS).to_labels(t)[0]
     assert int(code.max()) == 0  # code: liver needs p(liver) >= 0.5 alone
-    fg = create_adapter({"kind": "liver_tumor", "liver_probability": "foreground"}, LABELS).to_labels(t)[0]
+    fg = create_head({"kind": "liver_tumor", "liver_probability": "foreground"}, LABELS).to_labels(t)[0]
     assert (fg[1:5, 1:5, 1:5] == 1).all()  # 1 - p(background) = 0.7
-    low = create_adapter({"kind": "liver_tumor", "liver_probability": "foreground", "tumour_threshold": 0.3}, LABELS)
+    low = create_head({"kind": "liver_tumor", "liver_probability": "foreground", "tumour_threshold": 0.3}, LABELS)
     assert (low.to_labels(t)[0][1:5, 1:5, 1:5] == 2).all()
-    argmax = create_adapter({"kind": "liver_tumor", "thresholds": False}, LABELS).to_labels(t)[0]
+    argmax = create_head({"kind": "liver_tumor", "thresholds": False}, LABELS).to_labels(t)[0]
     assert set(torch.unique(argmax).tolist()) <= {0, 1, 2} and (argmax[1:5, 1:5, 1:5] > 0).all()
 
 
 def test_bad_options_are_rejected() -> None:
-    with pytest.raises(KeyError, match="tumour_label"):
-        create_adapter({"kind": "liver_tumor", "tumour_label": 3}, LABELS)
-    with pytest.raises(KeyError, match="liver_probability"):
-        create_adapter({"kind": "liver_tumor", "liver_probability": "max"}, LABELS)
-    with pytest.raises(KeyError, match="tumour_threshold"):
-        create_adapter({"kind": "liver_tumor", "tumour_threshold": 0}, LABELS)
+    with pytest.raises(MedsegConfigError, match="tumour_label"):
+        create_head({"kind": "liver_tumor", "tumour_label": 3}, LABELS)
+    with pytest.raises(MedsegConfigError, match="liver_probability"):
+        create_head({"kind": "liver_tumor", "liver_probability": "max"}, LABELS)
+    with pytest.raises(MedsegConfigError, match="tumour_threshold"):
+        create_head({"kind": "liver_tumor", "tumour_threshold": 0}, LABELS)

@@ -16,18 +16,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 from torch import nn
 
-import medseg
+from medseg._version import __version__
 from medseg.config import InferenceConfig, NetworkConfig, PreprocessConfig, RoiConfig, Strict, format_validation_error
 from medseg.errors import MedsegConfigError, MedsegModelError
-from medseg.inference.adapters import OutputAdapter, check_network, create_adapter
 from medseg.io.atomic import atomic_dir, write_json
+from medseg.model.heads import HeadConfig, OutputHead, check_network, create_head, parse_head_options
+from medseg.model.heads.labels import LabelsOptions
 from medseg.networks import create_network
 from medseg.networks.blocks.slicewise import SliceWise
+from medseg.networks.registry import core_network
 
 MANIFEST, WEIGHTS = "medseg.json", "model.safetensors"
 FORMAT = "medseg-model/1"
@@ -50,9 +52,10 @@ class ModelManifest(Strict):
 
     format: str = FORMAT
     name: str
-    medseg_version: str = medseg.__version__
+    medseg_version: str = __version__
     network: NetworkConfig
-    output: dict[str, Any] = Field(default_factory=lambda: {"kind": "labels"})
+    #: the output head and its options (a discriminated union by ``kind``, see :mod:`medseg.model.heads`)
+    output: HeadConfig = Field(default_factory=LabelsOptions)
     labels: dict[int, str]
     modalities: list[str]
     preprocess: PreprocessConfig
@@ -63,6 +66,11 @@ class ModelManifest(Strict):
     roi: RoiConfig | None = None
     segments: dict[int, SegmentStyle] = Field(default_factory=dict)
 
+    @field_validator("output", mode="before")
+    @classmethod
+    def _head_options(cls, value: Any) -> Any:
+        return parse_head_options(value)  # one-line MedsegConfigError naming output.<key>
+
 
 def build_network(config: NetworkConfig) -> nn.Module:
     """Registry network from a config, wrapped in :class:`SliceWise` when ``slice_axis`` is set."""
@@ -70,25 +78,14 @@ def build_network(config: NetworkConfig) -> nn.Module:
     return SliceWise(net, config.slice_axis) if config.slice_axis is not None else net
 
 
-def core_network(net: nn.Module) -> nn.Module:
-    """The registry network inside wrappers (DDP, torch.compile, SliceWise): what the weights belong to."""
-    while True:
-        inner = getattr(net, "module", None) or getattr(net, "_orig_mod", None)
-        if isinstance(net, SliceWise):
-            inner = net.net
-        if inner is None:
-            return net
-        net = inner
-
-
 @dataclass
 class ModelPackage:
-    """A loaded model package: manifest, network (eval mode) and output adapter."""
+    """A loaded model package: manifest, network (eval mode) and output head."""
 
     path: Path
     manifest: ModelManifest
     network: nn.Module
-    adapter: OutputAdapter
+    head: OutputHead
     #: the cascade's localiser package (``manifest.roi``), loaded from its subfolder
     localiser: ModelPackage | None = None
 
@@ -141,6 +138,8 @@ def read_manifest(path: str | Path) -> ModelManifest:
         manifest = ModelManifest.model_validate(raw)
     except ValidationError as exc:
         raise MedsegModelError(format_validation_error(exc, ModelManifest, str(manifest_path))) from exc
+    except MedsegConfigError as exc:
+        raise MedsegModelError(f"{manifest_path}: {exc}") from exc
     if manifest.format != FORMAT:
         raise MedsegModelError(f"{manifest_path}: unsupported package format '{manifest.format}' (expected {FORMAT})")
     return manifest
@@ -155,7 +154,7 @@ def load_model_package(path: str | Path, device: str | torch.device = "cpu") -> 
         raise MedsegModelError(f"{path}: {WEIGHTS} is missing")
     try:
         network = build_network(manifest.network)
-    except (KeyError, ValueError, TypeError) as exc:
+    except (MedsegConfigError, ValueError, TypeError) as exc:
         raise MedsegModelError(f"{path}: cannot build network '{manifest.network.name}': {exc}") from exc
     try:
         load_model(core_network(network), str(weights), strict=True, device=str(device))
@@ -164,16 +163,16 @@ def load_model_package(path: str | Path, device: str | torch.device = "cpu") -> 
         raise MedsegModelError(f"{weights}: weights do not match network '{manifest.network.name}' ({detail})") from exc
     network.to(device).eval()
     try:
-        adapter = create_adapter(manifest.output, manifest.labels)
-        check_network(adapter, network)
-    except (KeyError, TypeError, MedsegConfigError) as exc:
+        head = create_head(manifest.output, manifest.labels)
+        check_network(head, network)
+    except (TypeError, MedsegConfigError) as exc:
         raise MedsegModelError(f"{path}: {exc}") from exc
     localiser = None
     if manifest.roi is not None:
         if Path(manifest.roi.localiser).is_absolute() or ".." in Path(manifest.roi.localiser).parts:
             raise MedsegModelError(f"{path}: roi.localiser must be a subfolder of the package, got '{manifest.roi.localiser}'")
         localiser = load_model_package(path / manifest.roi.localiser, device)
-    return ModelPackage(path, manifest, network, adapter, localiser)
+    return ModelPackage(path, manifest, network, head, localiser)
 
 
 def describe(package: ModelPackage) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""H-DenseUNet's post-processing as an output adapter (``output.kind: liver_tumor``).
+"""H-DenseUNet's post-processing as an output head (``output.kind: liver_tumor``).
 
 From the released code (``test.py``): the liver is ``p(liver) >= 0.5`` or ``p(tumour) >= 0.9``; its largest
 connected component is kept and its holes filled; tumour is ``p(tumour) >= 0.9`` restricted to that liver,
@@ -11,17 +11,35 @@ Example (pipeline YAML)::
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import torch
+from pydantic import Field
 from scipy import ndimage
 
-from medseg.inference.adapters import SoftmaxLabels, register_adapter
+from medseg.errors import MedsegConfigError
+from medseg.model.heads.base import HeadOptions, register_head
+from medseg.model.heads.labels import SoftmaxLabels
 from medseg.transforms.roi import largest_component
 
-LIVER_PROBABILITY = ("liver", "foreground")
+
+class LiverTumorOptions(HeadOptions):
+    """``output: {kind: liver_tumor, ...}`` (the defaults are the released code's; see :class:`LiverTumorLabels`)."""
+
+    kind: Literal["liver_tumor"] = "liver_tumor"
+    liver_label: int = 1
+    tumour_label: int = 2
+    thresholds: bool = True
+    liver_threshold: float = Field(0.5, gt=0.0, le=1.0)
+    liver_probability: Literal["liver", "foreground"] = "liver"
+    tumour_threshold: float = Field(0.9, gt=0.0, le=1.0)
+    largest_component: bool = True
+    fill_holes: bool = True
+    tumour_in_liver: bool = True
 
 
-@register_adapter("liver_tumor")
+@register_head("liver_tumor", LiverTumorOptions)
 class LiverTumorLabels(SoftmaxLabels):
     """Softmax probabilities -> organ/lesion labels with thresholds, largest component, hole filling.
 
@@ -55,12 +73,7 @@ class LiverTumorLabels(SoftmaxLabels):
         values = list(self.labels)
         for name, value in (("liver_label", liver_label), ("tumour_label", tumour_label)):
             if value not in values or value == 0:
-                raise KeyError(f"output.{name}: {value} is not a foreground label of {values}")
-        if liver_probability not in LIVER_PROBABILITY:
-            raise KeyError(f"output.liver_probability must be one of {LIVER_PROBABILITY}, got '{liver_probability}'")
-        for name, t in (("liver_threshold", liver_threshold), ("tumour_threshold", tumour_threshold)):
-            if not 0.0 < t <= 1.0:
-                raise KeyError(f"output.{name} must be in (0, 1], got {t}")
+                raise MedsegConfigError(f"output.{name}: {value} is not a foreground label of {values}")
         self.liver, self.tumour = values.index(liver_label), values.index(tumour_label)
         self.liver_value, self.tumour_value = liver_label, tumour_label
         self.thresholds, self.liver_threshold, self.tumour_threshold = thresholds, liver_threshold, tumour_threshold
