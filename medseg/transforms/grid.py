@@ -40,11 +40,12 @@ def network_grid(affine: np.ndarray | torch.Tensor, shape: Sequence[int], pixdim
     affine does.
     """
     sr = len(shape)
+    affine = affine.detach().cpu().numpy() if isinstance(affine, torch.Tensor) else affine
     src = np.asarray(to_affine_nd(sr, np.asarray(affine, dtype=np.float64)), dtype=np.float64)
     target = np.asarray(pixdim, dtype=np.float64)[:sr]
     target = np.append(target, [target[-1]] * (sr - target.size))
     current = affine_to_spacing(src, sr, np.float64)
-    out_d = np.where(np.abs(current - target) <= AFFINE_TOL, current, target)  # MONAI's min/max_pixdim rule
+    out_d = np.where(np.abs(current - target) <= AFFINE_TOL, current, target)  # as MONAI: keep a spacing within AFFINE_TOL
     dst = zoom_affine(src, out_d, diagonal=False)  # input direction, new spacing, zero translation
     corners = np.array(np.meshgrid(*[(0.0, n - 1.0) for n in shape], indexing="ij")).reshape(sr, -1)
     pts = np.linalg.solve(dst, src) @ np.vstack([corners, np.ones((1, corners.shape[1]))])
