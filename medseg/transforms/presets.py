@@ -3,8 +3,9 @@
 The same :class:`~medseg.config.PreprocessConfig` (stored in every model package) builds the transforms
 everywhere, so preprocessing cannot drift between training and inference:
 
-``spatial``: ``Orientationd`` to the canonical orientation, then ``Spacingd`` to the target voxel size
-(bilinear for images, nearest for labels). Both are invertible: the predictor maps network outputs
+``spatial``: ``Orientationd`` to the canonical orientation, then MONAI's ``Spacingd`` to the target voxel size
+(bilinear for images, nearest for labels) onto a grid that float noise in the affine cannot move
+(:class:`~medseg.transforms.grid.StableSpacingd`). Both are invertible: the predictor maps network outputs
 back to the input grid with MONAI's inverse.
 
 ``intensity``: CT (window clip, then offset/scale), MRI (per-channel z-score over non-zero voxels),
@@ -32,12 +33,12 @@ from monai.transforms import (
     RandSpatialCropSamplesd,
     ScaleIntensityRanged,
     ScaleIntensityRangePercentilesd,
-    Spacingd,
     SpatialPadd,
 )
 from monai.transforms.transform import MapTransform
 
 from medseg.config import AugmentConfig, PreprocessConfig
+from medseg.transforms.grid import StableSpacingd
 
 IMAGE, LABEL = "image", "label"
 
@@ -51,7 +52,7 @@ def spatial_transforms(cfg: PreprocessConfig, keys: Sequence[str] = (IMAGE,), la
     if cfg.target_spacing is not None:
         modes = ["bilinear"] * len(keys) + ["nearest"] * len(label_keys)
         out.append(
-            Spacingd(keys=all_keys, pixdim=cfg.target_spacing, mode=modes, padding_mode="border", dtype=np.float32, allow_missing_keys=True)
+            StableSpacingd(keys=all_keys, pixdim=cfg.target_spacing, mode=modes, padding_mode="border", dtype=np.float32, allow_missing_keys=True)
         )
     return out
 
