@@ -13,8 +13,8 @@ Definitions (stated in the README's evaluation section too):
   surface is cut into surface elements on the voxel-corner grid (marching-cubes cases of each 2x2x2
   neighbourhood), each weighed by its area in mm^2; NSD = (area of the prediction's surface within ``tau`` of
   the reference surface + area of the reference's surface within ``tau`` of the prediction's) / (total area of
-  both surfaces). MONAI computes it with ``use_subvoxels=True`` (equal to ``surface-distance`` to 1e-6; a
-  test compares them). MONAI's default instead *counts boundary voxels*, which underweights thin and
+  both surfaces). MONAI computes it with ``use_subvoxels=True`` (equal to ``surface-distance`` up to float32
+  rounding; a test compares them). MONAI's default instead *counts boundary voxels*, which underweights thin and
   anisotropic structures (a one-voxel plate shifted by one 3 mm slice: 0.0 instead of 0.5 at 1 mm).
 
 Policy (never NaN, never dropped): both masks empty -> HD95 0 mm, surface Dice 1; exactly one empty ->
@@ -62,7 +62,7 @@ def hd95(pred: torch.Tensor | np.ndarray, ref: torch.Tensor | np.ndarray, spacin
     if p_any != r_any:
         return diagonal_mm(p.shape[2:], spacing)
     with _quiet():
-        value = compute_hausdorff_distance(p, r, include_background=True, percentile=95, spacing=list(spacing))
+        value = compute_hausdorff_distance(p, r, include_background=True, percentile=95, spacing=[float(s) for s in spacing])
     return float(value.reshape(-1)[0])
 
 
@@ -81,6 +81,6 @@ def surface_dice(
         return 0.0
     with _quiet():
         value = compute_surface_dice(
-            p, r, class_thresholds=[tolerance_mm], include_background=True, spacing=list(spacing), use_subvoxels=True
+            p, r, class_thresholds=[tolerance_mm], include_background=True, spacing=[float(s) for s in spacing], use_subvoxels=True
         )
     return float(value.reshape(-1)[0])

@@ -18,6 +18,8 @@ def test_hd95_shift_in_mm_uses_spacing() -> None:
     pred = np.roll(ref, 2, axis=2)
     assert hd95(pred, ref, (1.0, 1.0, 1.0)) == pytest.approx(2.0)
     assert hd95(pred, ref, (1.0, 1.0, 3.0)) == pytest.approx(6.0)
+    assert hd95(pred, ref, (1, 1.0, 3)) == pytest.approx(6.0)  # mixed int/float spacing (MONAI refuses it raw)
+    assert surface_dice(pred, ref, (1, 1.0, 3), 6.0) == pytest.approx(1.0)
 
 
 def test_empty_policy_never_nan() -> None:
