@@ -4,7 +4,7 @@ Each file is read as either a label map (BraTS labels, convention detected from 
 neither present: the conventions agree on 0, 1, 2, so nothing depends on the choice) or a stack of K region
 masks, channels last ``(I, J, K, 3)`` = WT, TC, ET (what ``medseg predict --extra regions=...`` writes and what
 region-based tools produce). Both sides are turned into WT/TC/ET masks and scored per region with the spine's
-metrics (:func:`medseg.metrics.evaluate.evaluate_arrays`: Dice, IoU, HD95, surface Dice, volumes; empty-mask
+metrics (:func:`medseg.metrics.scores.evaluate_arrays`: Dice, IoU, HD95, surface Dice, volumes; empty-mask
 policy of :mod:`medseg.metrics.surface`: an ET empty in both scores Dice 1, HD95 0).
 
 Nesting violations (:func:`medseg.metrics.brats.nesting_violations`) are counted on the prediction's masks: the
@@ -27,7 +27,7 @@ from medseg.errors import MedsegInputError
 from medseg.io.geometry import Geometry
 from medseg.io.image_io import read_image
 from medseg.metrics.brats import nesting_violations
-from medseg.metrics.evaluate import METRICS, evaluate_arrays
+from medseg.metrics.scores import METRICS, evaluate_arrays
 
 REGION_SETS = ("brats",)
 FIELDS = ("case", "label", *METRICS, "nesting_violations")
@@ -99,9 +99,10 @@ def summarize_regions(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def evaluate_region_cases(
-    pairs: Sequence[tuple[str, Path, Path]], region_set: str = "brats", tolerance_mm: float = 1.0
+    pairs: Sequence[tuple[str, Path | None, Path]], region_set: str = "brats", tolerance_mm: float = 1.0
 ) -> tuple[list[dict[str, Any]], list[str]]:
-    """Score matched ``(case, prediction, reference)`` files by region.
+    """Score matched ``(case, prediction, reference)`` files by region; a prediction ``None`` (missing case)
+    is scored as empty masks.
 
     Returns:
         ``(rows, notes)``: per-case rows (see :func:`evaluate_region_arrays`) and one-line notes stating how the
@@ -112,12 +113,17 @@ def evaluate_region_cases(
     rows: list[dict[str, Any]] = []
     sources: dict[str, dict[str, int]] = {"reference": {}, "prediction": {}}
     for case, pred_path, ref_path in pairs:
-        pred, ref = read_regions(pred_path), read_regions(ref_path)
-        problem = ref.geometry.mismatch(pred.geometry, atol=1e-4)
-        if problem is not None:
-            raise MedsegInputError(pred_path, f"geometry does not match the reference {Path(ref_path).name}: {problem}")
+        ref = read_regions(ref_path)
+        if pred_path is None:
+            pred = RegionFile(np.zeros_like(ref.regions), ref.geometry, "")
+        else:
+            pred = read_regions(pred_path)
+            problem = ref.geometry.mismatch(pred.geometry, atol=1e-4)
+            if problem is not None:
+                raise MedsegInputError(pred_path, f"geometry does not match the reference {Path(ref_path).name}: {problem}")
         for side, item in (("prediction", pred), ("reference", ref)):
-            sources[side][item.source] = sources[side].get(item.source, 0) + 1
+            if item.source:
+                sources[side][item.source] = sources[side].get(item.source, 0) + 1
         rows += evaluate_region_arrays(pred.regions, ref.regions, ref.geometry.spacing, tolerance_mm, case)
     notes = [
         f"{side}: " + ", ".join(f"{source} ({n} case{'s' if n > 1 else ''})" for source, n in sorted(found.items()))

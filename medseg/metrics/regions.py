@@ -15,7 +15,7 @@ import numpy as np
 
 from medseg.errors import MedsegInputError
 from medseg.metrics.dice import dice_from_counts, iou_from_counts, label_counts
-from medseg.metrics.evaluate import evaluate_arrays
+from medseg.metrics.scores import evaluate_arrays
 
 Regions = dict[str, tuple[int, ...]]
 
@@ -74,7 +74,7 @@ def evaluate_case(
     case: str = "case",
     pooled: PooledCounts | None = None,
 ) -> list[dict[str, Any]]:
-    """:func:`~medseg.metrics.evaluate.evaluate_arrays` rows per label, or per region (``label`` = region
+    """:func:`~medseg.metrics.scores.evaluate_arrays` rows per label, or per region (``label`` = region
     name) when ``regions`` is given; adds the case's counts to ``pooled``."""
     if regions is None:
         rows = evaluate_arrays(pred, ref, spacing, labels, tolerance_mm, case)

@@ -43,7 +43,7 @@ def test_empty_enhancing_tumour_in_both_scores_one() -> None:
     ref[ref == 4] = 1
     rows = evaluate_region_arrays(labels_to_regions(ref), labels_to_regions(ref), (1.0, 1.0, 1.0))
     et = rows[2]
-    assert et["dice"] == 1.0 and et["hd95_mm"] == 0.0 and et["surface_dice"] == 1.0
+    assert et["dice"] == 1.0 and et["hd95_mm"] == 0.0 and et["surface_dice_area"] == 1.0
 
 
 def test_violations_are_counted_per_region_row() -> None:
