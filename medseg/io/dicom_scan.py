@@ -82,8 +82,10 @@ def scan_folder(folder: str | Path) -> FolderScan:
         uid = str(getattr(ds, "SeriesInstanceUID", "") or "").strip()
         if sop_class == DICOMDIR_SOP_CLASS or path.name.upper() == "DICOMDIR":
             scan.ignored.append((path, "a DICOMDIR (index of a DICOM medium)"))
+        elif not uid and preamble:  # every image has one: a header cut short (pydicom reads what is there)
+            scan.unreadable.append((path, "truncated or corrupt DICOM file (no SeriesInstanceUID in its header)"))
         elif not uid:
-            scan.ignored.append((path, "not a DICOM file" if not preamble else "a DICOM file that belongs to no series"))
+            scan.ignored.append((path, "not a DICOM file"))
         else:
             scan.series.setdefault(uid, []).append(path)
             scan.headers[path] = ds
