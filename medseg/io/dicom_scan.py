@@ -118,8 +118,8 @@ def check_complete(path: Path, ds: object) -> None:
 
     try:
         sitk.ReadImage(str(path), imageIO="GDCMImageIO")
-    except RuntimeError as exc:
-        raise MedsegInputError(path, f"truncated or corrupt compressed pixel data ({' '.join(str(exc).split())[:120]})") from exc
+    except RuntimeError as exc:  # GDCM's message is a stack of source paths: not for users
+        raise MedsegInputError(path, "truncated or corrupt DICOM file: GDCM cannot decode its compressed pixel data") from exc
 
 
 def check_supported(path: Path, ds: object) -> None:

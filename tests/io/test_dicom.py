@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import random
 import shutil
+import warnings
 from pathlib import Path
 
 import nibabel
@@ -18,6 +19,7 @@ import pytest
 from medseg.data.synthetic import ras_affine
 from medseg.errors import MedsegInputError
 from medseg.io.dicom import is_dicom_folder, list_series, read_dicom_series
+from medseg.io.dicom_scan import check_complete
 from medseg.io.dicom_write import write_dicom_series
 from medseg.io.geometry import Geometry, reorient
 from medseg.io.image_io import read_image, write_image
@@ -236,3 +238,15 @@ def test_siemens_mosaic_is_refused_by_name(tmp_path: Path) -> None:
         ds.save_as(folder / name)
     with pytest.raises(MedsegInputError, match="Siemens MOSAIC"):
         read_dicom_series(folder)
+
+
+@pytest.mark.parametrize("name", ["MR_small_jpeg_ls_lossless.dcm", "MR_small_RLE.dcm", "MR_small_jp2klossless.dcm"])
+def test_truncated_compressed_pixel_data_is_found(tmp_path: Path, name: str) -> None:
+    path = Path(shutil.copy(PYDICOM_DATA / name, tmp_path / name))
+    check_complete(path, pydicom.dcmread(path, defer_size=1024))  # the intact file passes
+    _truncate(path, 100)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom may note the missing sequence delimiter
+        ds = pydicom.dcmread(path, defer_size=1024)
+    with pytest.raises(MedsegInputError, match=rf"{name}: truncated or corrupt DICOM file: GDCM cannot decode"):
+        check_complete(path, ds)
