@@ -3,13 +3,13 @@
 The folder is scanned file by file first (:mod:`medseg.io.dicom_scan`): a file that looks like DICOM but
 cannot be read, or a file of the chosen series with truncated pixel data, is an error naming that file (a
 series is used whole or not at all); files that are no image of any series (README.TXT, DICOMDIR) are
-ignored and listed in :attr:`DicomSeries.ignored_files`. SimpleITK reads a file list in whatever order it is given and only warns about gaps, so this module first
-reads every slice's header and refuses what would give a wrong geometry: slices with different
-orientations or sizes, missing or duplicate slices, uneven slice spacing and gantry tilt (slices shifted
-within their plane, i.e. a sheared volume). The geometry is built from the tags themselves (orientation,
-first slice position, pixel spacing, mean slice distance) in nibabel's RAS+ convention; voxel axes are
-``i`` = column, ``j`` = row, ``k`` = slice in order along the slice normal (what SimpleITK reads for the
-same files, in the same order).
+ignored and listed in :attr:`DicomSeries.ignored_files`. SimpleITK reads a file list in whatever order it
+is given and only warns about gaps, so this module then checks every slice's header and refuses what
+would give a wrong geometry: slices with different orientations or sizes, missing or duplicate slices,
+uneven slice spacing and gantry tilt (slices shifted within their plane, i.e. a sheared volume). The
+geometry is built from the tags themselves (orientation, first slice position, pixel spacing, mean slice
+distance) in nibabel's RAS+ convention; voxel axes are ``i`` = column, ``j`` = row, ``k`` = slice in
+order along the slice normal (what SimpleITK reads for the same files, in the same order).
 """
 
 from __future__ import annotations
