@@ -11,10 +11,10 @@ checked wherever the file names allow it:
   ``inn``, ``t1c``/``t1gd`` for ``t1ce``, ...).
 - A file that names exactly one declared modality must stand at that modality's position; otherwise the
   case is refused with an error naming the file, what its name says and the expected order.
-- A name ending in a four-digit channel number (nnU-Net's ``case_0000.nii.gz``, ``case_0001.nii.gz``, ...)
-  fixes the file's channel, as in nnU-Net: with several modalities, ``_0002`` must be the third image, and a
-  number past the last modality is refused. (A single-modality case is not checked: ``liver_0003`` there
-  is a case number.)
+- When every file of a multi-modal case ends in a four-digit channel number (nnU-Net's ``case_0000.nii.gz``,
+  ``case_0001.nii.gz``, ...), that number fixes the file's channel, as in nnU-Net: ``_0002`` must be the
+  third image, and a number past the last modality is refused. (A single-modality case, or a case whose
+  files are not all named so, is not checked: ``liver_0003`` there is a case number.)
 - Files whose names mention neither a declared modality nor a channel number, or several modalities, are
   not checked: their position is their modality.
 
@@ -79,10 +79,15 @@ def channel_number(path: str | Path) -> int | None:
     return int(match["channel"]) if match else None
 
 
+def _nnunet_named(paths: Sequence[str | Path], declared: Sequence[str]) -> bool:
+    """A multi-modal case whose files all end in ``_NNNN``: nnU-Net channel naming."""
+    return len(declared) > 1 and len(paths) > 1 and all(channel_number(p) is not None for p in paths)
+
+
 def _check_channel(path: str | Path, position: int, declared: Sequence[str], how: str, suffix: str = "") -> None:
-    """Refuse a file whose nnU-Net channel number is not ``position`` (only for multi-modal models)."""
+    """Refuse a file whose nnU-Net channel number is not ``position``."""
     channel = channel_number(path)
-    if channel is None or len(declared) < 2 or channel == position:
+    if channel is None or channel == position:
         return
     order = ", ".join(f"_{i:04d} {m}" for i, m in enumerate(declared))
     if channel >= len(declared):
@@ -120,7 +125,8 @@ def check_modality_order(paths: Sequence[str | Path], declared: Sequence[str], h
                 f"file name says modality '{declared[found]}' but it is image {position + 1} of {len(paths)}, "
                 f"where the model expects '{declared[position]}' (expected order: {order}){suffix}",
             )
-        _check_channel(path, position, declared, f"image {position + 1} of {len(paths)}, where the model expects", suffix)
+        if _nnunet_named(paths, declared):
+            _check_channel(path, position, declared, f"image {position + 1} of {len(paths)}, where the model expects", suffix)
 
 
 def order_by_names(paths: Sequence[str | Path], names: Sequence[str], declared: Sequence[str]) -> list[Path]:
@@ -145,7 +151,7 @@ def order_by_names(paths: Sequence[str | Path], names: Sequence[str], declared: 
     missing = [declared[i] for i in range(len(declared)) if i not in slots]
     if missing:
         raise MedsegInputError(None, f"--modalities: no image given for {', '.join(missing)} (the model expects {order})")
-    for i, path in slots.items():
+    for i, path in slots.items() if _nnunet_named(paths, declared) else ():
         _check_channel(path, i, declared, "named by --modalities as")
     return [slots[i] for i in range(len(declared))]
 

@@ -96,8 +96,9 @@ def test_nnunet_channel_suffix_fixes_the_channel() -> None:
     assert channel_number("BraTS_001_0002.nii.gz") == 2 and channel_number("case_12.nii.gz") is None
     with pytest.raises(MedsegInputError, match=r"g_0004\.nii\.gz: file name ends in channel _0004 but the model has 4 channels"):
         case_files(["g_0000.nii.gz", "g_0001.nii.gz", "g_0002.nii.gz", "g_0004.nii.gz"], None, DIXON)
-    # one modality: a trailing number is a case number, not a channel
+    # one modality, or files not all named by channel: a trailing number is a case number, not a channel
     check_modality_order(["liver_0003.nii.gz"], ["CT"])
+    check_modality_order(["subject_0012.nii.gz", "subject_0012_inn.nii.gz", "subject_0012_opp.nii.gz", "subject_0012_wat.nii.gz"], DIXON)
 
 
 def test_channel_suffix_conflicting_with_a_modality_name_or_explicit_names() -> None:
