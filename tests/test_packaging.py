@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 
@@ -31,3 +32,11 @@ def test_every_pipeline_yaml_validates(tmp_path: Path) -> None:
             assert load_stages(path, tmp_path / path.stem)
         else:
             load_pipeline(path)
+
+
+def test_dicom_seg_works_after_a_plain_install() -> None:
+    """`make demo` installs medseg without extras: DICOM SEG output (highdicom, pydicom) must come with it."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    names = {re.split(r"[<>=!~\[; ]", dep, maxsplit=1)[0].lower() for dep in project["dependencies"]}
+    assert {"highdicom", "pydicom"} <= names
+    assert "dicom" in project["optional-dependencies"]  # the old extra still resolves (docker/build.sh, pip install medseg[dicom])

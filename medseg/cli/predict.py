@@ -215,6 +215,8 @@ def predict(
             elif run.status == "skipped":
                 console.print(f"skip {run.case}: {run.error}")
             elif not quiet:
+                for line in run.input_lines:
+                    console.print(f"{run.case}: {line}", markup=False, highlight=False, soft_wrap=True)
                 console.print(f"done {run.case} ({run.timings.get('total', 0.0):.1f} s)")
 
         summary_name = "summary.csv" if distributed.world_size() == 1 else f"summary.rank{distributed.rank()}.csv"

@@ -59,6 +59,7 @@ class CaseRun:
     timings: dict[str, float] = field(default_factory=dict)
     peak_rss_mb: float | None = None
     prediction: Prediction | None = None
+    input_lines: list[str] = field(default_factory=list)  # for the console: the DICOM series used and ignored
 
 
 def _stem(path: Path) -> Path:
@@ -193,7 +194,8 @@ def predict_case(context: RunContext, source: CaseSource, targets: CaseTargets, 
                 outputs=outputs, warnings=_warnings(loaded, result, context, caught),
                 dicom=loaded.series.summary() if loaded.series is not None else None,
             ))
-    return CaseRun(source.name, source.describe(), "ok", "", statistics, timings, peak["rss_mb"], result)
+    return CaseRun(source.name, source.describe(), "ok", "", statistics, timings, peak["rss_mb"], result,
+                   loaded.series.console_lines() if loaded.series is not None else [])
 
 
 def run_cases(

@@ -1,12 +1,15 @@
 """DICOM series in: one CT/MR series of a folder -> ``(array (I, J, K), Geometry)`` through SimpleITK (GDCM).
 
-SimpleITK reads a file list in whatever order it is given and only warns about gaps, so this module first
-reads every slice's header and refuses what would give a wrong geometry: slices with different
-orientations or sizes, missing or duplicate slices, uneven slice spacing and gantry tilt (slices shifted
-within their plane, i.e. a sheared volume). The geometry is built from the tags themselves (orientation,
-first slice position, pixel spacing, mean slice distance) in nibabel's RAS+ convention; voxel axes are
-``i`` = column, ``j`` = row, ``k`` = slice in order along the slice normal (what SimpleITK reads for the
-same files, in the same order).
+The folder is scanned file by file first (:mod:`medseg.io.dicom_scan`): a file that looks like DICOM but
+cannot be read, or a file of the chosen series with truncated pixel data, is an error naming that file (a
+series is used whole or not at all); files that are no image of any series (README.TXT, DICOMDIR) are
+ignored and listed in :attr:`DicomSeries.ignored_files`. SimpleITK reads a file list in whatever order it
+is given and only warns about gaps, so this module then checks every slice's header and refuses what
+would give a wrong geometry: slices with different orientations or sizes, missing or duplicate slices,
+uneven slice spacing and gantry tilt (slices shifted within their plane, i.e. a sheared volume). The
+geometry is built from the tags themselves (orientation, first slice position, pixel spacing, mean slice
+distance) in nibabel's RAS+ convention; voxel axes are ``i`` = column, ``j`` = row, ``k`` = slice in
+order along the slice normal (what SimpleITK reads for the same files, in the same order).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from medseg.errors import MedsegInputError
+from medseg.io.dicom_scan import FolderScan, check_complete, check_supported, scan_folder
 from medseg.io.geometry import LPS_TO_RAS, Geometry
 
 #: Largest in-plane shift between neighbouring slices, as an angle, still read as untilted (degrees).
@@ -24,18 +28,18 @@ MAX_TILT_DEG = 0.01
 #: Largest distance of a slice from the uniform grid fitted through all slices, as a fraction of the spacing.
 MAX_SPACING_DEVIATION = 0.05
 
+#: name -> (tag as GDCM writes it, for messages; pydicom keyword)
 _TAGS = {
-    "orientation": "0020|0037",
-    "position": "0020|0032",
-    "rows": "0028|0010",
-    "columns": "0028|0011",
-    "pixel_spacing": "0028|0030",
-    "frames": "0028|0008",
-    "sop_uid": "0008|0018",
-    "modality": "0008|0060",
-    "description": "0008|103e",
-    "study_uid": "0020|000d",
-    "frame_of_reference": "0020|0052",
+    "orientation": ("0020|0037", "ImageOrientationPatient"),
+    "position": ("0020|0032", "ImagePositionPatient"),
+    "rows": ("0028|0010", "Rows"),
+    "columns": ("0028|0011", "Columns"),
+    "pixel_spacing": ("0028|0030", "PixelSpacing"),
+    "sop_uid": ("0008|0018", "SOPInstanceUID"),
+    "modality": ("0008|0060", "Modality"),
+    "description": ("0008|103e", "SeriesDescription"),
+    "study_uid": ("0020|000d", "StudyInstanceUID"),
+    "frame_of_reference": ("0020|0052", "FrameOfReferenceUID"),
 }
 
 
@@ -46,6 +50,8 @@ class DicomSeries:
     Attributes:
         note: which series was chosen among several, and why (for logs and reports).
         warnings: what is odd but usable (e.g. a single-frame series with inconsistent optional tags).
+        ignored: one line per other series of the folder (UID, description, file count), not used.
+        ignored_files: one line per file of the folder that is no image of any series (name and why).
     """
 
     folder: Path
@@ -58,10 +64,24 @@ class DicomSeries:
     sop_instance_uids: tuple[str, ...] = ()
     note: str = ""
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    ignored: tuple[str, ...] = ()
+    ignored_files: tuple[str, ...] = ()
 
     @property
     def n_slices(self) -> int:
         return len(self.files)
+
+    def describe(self) -> str:
+        """One line: ``series 1.2.3 'Thorax 1mm' (CT, 120 slices)``."""
+        return _series_line(self.uid, self.description, self.n_slices, self.modality, "slices")
+
+    def console_lines(self) -> list[str]:
+        """What ``medseg predict`` prints about the input: the series used, the series and files ignored."""
+        lines = [f"used {self.describe()}"]
+        lines += [f"ignored {line}" for line in self.ignored]
+        if self.ignored_files:
+            lines.append(f"ignored {len(self.ignored_files)} file(s) that are no image of a series: {', '.join(self.ignored_files)}")
+        return lines
 
     def summary(self) -> dict[str, object]:
         """JSON-friendly description (reports)."""
@@ -73,7 +93,14 @@ class DicomSeries:
             "slices": self.n_slices,
             "frame_of_reference_uid": self.frame_of_reference_uid,
             "note": self.note,
+            "ignored_series": list(self.ignored),
+            "ignored_files": list(self.ignored_files),
         }
+
+
+def _series_line(uid: str, description: str, count: int, modality: str = "", unit: str = "files") -> str:
+    what = ", ".join(v for v in (modality, f"{count} {unit}") if v)
+    return f"series {uid}" + (f" '{description}'" if description else "") + f" ({what})"
 
 
 def is_dicom_file(path: str | Path) -> bool:
@@ -93,29 +120,13 @@ def is_dicom_folder(folder: str | Path) -> bool:
 
 
 def list_series(folder: str | Path) -> dict[str, list[Path]]:
-    """``{series instance UID: files}`` of a folder (not recursive), as GDCM groups them."""
-    import SimpleITK as sitk
-
-    folder = Path(folder)
-    uids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)) or ()
-    return {uid: [Path(f) for f in sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid)] for uid in uids}
+    """``{series instance UID: files}`` of a folder (not recursive), files sorted by name."""
+    return scan_folder(folder).series
 
 
-def _headers(files: list[Path]) -> list[dict[str, str]]:
-    import SimpleITK as sitk
-
-    out = []
-    for path in files:
-        reader = sitk.ImageFileReader()
-        reader.SetFileName(str(path))
-        reader.SetImageIO("GDCMImageIO")
-        try:
-            reader.ReadImageInformation()
-        except RuntimeError as exc:
-            raise MedsegInputError(path, f"not a readable DICOM file ({str(exc).strip().splitlines()[0][:160]})") from exc
-        keys = set(reader.GetMetaDataKeys())
-        out.append({name: reader.GetMetaData(tag).strip() for name, tag in _TAGS.items() if tag in keys})
-    return out
+def _header(scan: FolderScan, path: Path) -> dict[str, str]:
+    values = {name: scan.text(path, keyword) for name, (_, keyword) in _TAGS.items()}
+    return {name: value for name, value in values.items() if value}
 
 
 def _floats(path: Path, header: dict[str, str], name: str, count: int) -> np.ndarray:
@@ -125,25 +136,36 @@ def _floats(path: Path, header: dict[str, str], name: str, count: int) -> np.nda
     except ValueError:
         values = np.array([])
     if values.size != count:
-        raise MedsegInputError(path, f"DICOM tag {name.replace('_', ' ')} ({_TAGS[name]}) is missing or malformed: '{text}'")
+        raise MedsegInputError(path, f"DICOM tag {name.replace('_', ' ')} ({_TAGS[name][0]}) is missing or malformed: '{text}'")
     return values
 
 
-def select_series(folder: str | Path, series_uid: str | None = None) -> tuple[str, list[Path], str]:
-    """Pick a series: ``series_uid`` when given, else the one with most slices. Returns ``(uid, files, note)``."""
-    folder = Path(folder)
-    series = list_series(folder)
+def _choose(scan: FolderScan, series_uid: str | None) -> tuple[str, str]:
+    """Pick a series of a scanned folder: ``series_uid`` when given, else the one with most files.
+
+    Returns ``(uid, note)``.
+    """
+    series, folder = scan.series, scan.folder
     if not series:
+        if scan.unreadable:
+            raise MedsegInputError(*scan.unreadable[0])
         raise MedsegInputError(folder, "holds no DICOM series")
     listing = ", ".join(f"{uid} ({len(files)} files)" for uid, files in sorted(series.items(), key=lambda kv: -len(kv[1])))
     if series_uid is not None:
         if series_uid not in series:
             raise MedsegInputError(folder, f"has no series {series_uid}; it holds {listing}")
-        return series_uid, series[series_uid], f"series {series_uid} (--series-uid)"
+        return series_uid, f"series {series_uid} (--series-uid)"
     uid = max(series, key=lambda u: (len(series[u]), u))
     if len(series) == 1:
-        return uid, series[uid], f"series {uid}, the only one in the folder"
-    return uid, series[uid], f"series {uid} with the most slices ({len(series[uid])}) of {len(series)}: {listing}"
+        return uid, f"series {uid}, the only one in the folder"
+    return uid, f"series {uid} with the most slices ({len(series[uid])}) of {len(series)}: {listing}"
+
+
+def select_series(folder: str | Path, series_uid: str | None = None) -> tuple[str, list[Path], str]:
+    """Pick a series: ``series_uid`` when given, else the one with most slices. Returns ``(uid, files, note)``."""
+    scan = scan_folder(folder)
+    uid, note = _choose(scan, series_uid)
+    return uid, scan.series[uid], note
 
 
 def _check_consistent(files: list[Path], headers: list[dict[str, str]]) -> tuple[np.ndarray, np.ndarray]:
@@ -153,9 +175,6 @@ def _check_consistent(files: list[Path], headers: list[dict[str, str]]) -> tuple
     spacing = _floats(first, headers[0], "pixel_spacing", 2)
     size = (headers[0].get("rows"), headers[0].get("columns"))
     for path, header in zip(files, headers):
-        frames = header.get("frames", "1") or "1"
-        if int(float(frames)) > 1:
-            raise MedsegInputError(path, f"multi-frame DICOM ({frames} frames) is not supported; export the series as single-frame images")
         other = _floats(path, header, "orientation", 6)
         if not np.allclose(other, orientation, atol=1e-4):
             raise MedsegInputError(
@@ -219,13 +238,21 @@ def read_dicom_series(folder: str | Path, series_uid: str | None = None) -> tupl
 
     Raises:
         MedsegInputError: no series, unknown UID, mixed orientations or sizes, missing, duplicate or unevenly
-            spaced slices, gantry tilt, multi-frame files, unreadable files.
+            spaced slices, gantry tilt, multi-frame (enhanced) or Siemens MOSAIC files, unreadable or
+            truncated files (any file that looks like DICOM but cannot be read, named in the message).
     """
     import SimpleITK as sitk
 
     folder = Path(folder)
-    uid, files, note = select_series(folder, series_uid)
-    headers = _headers(files)
+    scan = scan_folder(folder)
+    uid, note = _choose(scan, series_uid)
+    if scan.unreadable:  # it may belong to the series: refuse rather than read the series without it
+        raise MedsegInputError(*scan.unreadable[0])
+    files = scan.series[uid]
+    for path in files:  # one slice per file, each complete, before any geometry is trusted
+        check_supported(path, scan.headers[path])
+        check_complete(path, scan.headers[path])
+    headers = [_header(scan, path) for path in files]
     orientation, pixel_spacing = _check_consistent(files, headers)
     order, slice_spacing = _slice_order(files, headers, orientation)
     files = [files[i] for i in order]
@@ -259,6 +286,11 @@ def read_dicom_series(folder: str | Path, series_uid: str | None = None) -> tupl
         frame_of_reference_uid=first.get("frame_of_reference", ""),
         sop_instance_uids=tuple(h.get("sop_uid", "") for h in headers),
         note=note,
+        ignored=tuple(
+            _series_line(other, scan.text(paths[0], "SeriesDescription"), len(paths), scan.text(paths[0], "Modality"))
+            for other, paths in sorted(scan.series.items()) if other != uid
+        ),
+        ignored_files=tuple(f"{path.name} ({why})" for path, why in scan.ignored),
     )
     return array, geometry, series
 

@@ -20,12 +20,12 @@ SOP_CLASSES = {"CT": "1.2.840.10008.5.1.4.1.1.2", "MR": "1.2.840.10008.5.1.4.1.1
 
 
 def require_pydicom() -> None:
-    """Raise a one-line error when the ``dicom`` extra is not installed."""
+    """Raise a one-line error when highdicom or pydicom (core dependencies) cannot be imported."""
     try:
         import highdicom  # noqa: F401
         import pydicom  # noqa: F401
     except ImportError as exc:
-        raise MedsegError(f"DICOM output needs the 'dicom' extra (pip install 'medseg[dicom]'): {exc}") from exc
+        raise MedsegError(f"DICOM output needs highdicom and pydicom, dependencies of medseg (reinstall medseg): {exc}") from exc
 
 
 def _rescale(array: np.ndarray) -> tuple[np.ndarray, float, float]:

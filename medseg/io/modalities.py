@@ -11,8 +11,12 @@ checked wherever the file names allow it:
   ``inn``, ``t1c``/``t1gd`` for ``t1ce``, ...).
 - A file that names exactly one declared modality must stand at that modality's position; otherwise the
   case is refused with an error naming the file, what its name says and the expected order.
-- Files whose names mention no declared modality (``case_0000.nii.gz``) or several are not checked: their
-  position is their modality (nnU-Net's convention).
+- When every file of a multi-modal case ends in a four-digit channel number (nnU-Net's ``case_0000.nii.gz``,
+  ``case_0001.nii.gz``, ...), that number fixes the file's channel, as in nnU-Net: ``_0002`` must be the
+  third image, and a number past the last modality is refused. (A single-modality case, or a case whose
+  files are not all named so, is not checked: ``liver_0003`` there is a case number.)
+- Files whose names mention neither a declared modality nor a channel number, or several modalities, are
+  not checked: their position is their modality.
 
 :func:`order_by_names` implements explicit naming (``medseg predict --modalities``): the user says which
 modality each file is, and the files are put into the package's order.
@@ -39,6 +43,7 @@ ALIASES: tuple[frozenset[str], ...] = (
     frozenset({"flair", "t2flair", "t2f"}),
 )
 _SPLIT = re.compile(r"[^a-z0-9]+")
+_CHANNEL = re.compile(r"^.+_(?P<channel>\d{4})$")
 
 
 def normalise(name: str) -> str:
@@ -68,6 +73,31 @@ def named_modality(path: str | Path, declared: Sequence[str]) -> int | None:
     return hits[0] if len(hits) == 1 else None
 
 
+def channel_number(path: str | Path) -> int | None:
+    """nnU-Net channel of a file name: ``case_0002.nii.gz`` -> 2; ``None`` without a ``_NNNN`` ending."""
+    match = _CHANNEL.match(case_name(path))
+    return int(match["channel"]) if match else None
+
+
+def _nnunet_named(paths: Sequence[str | Path], declared: Sequence[str]) -> bool:
+    """A multi-modal case whose files all end in ``_NNNN``: nnU-Net channel naming."""
+    return len(declared) > 1 and len(paths) > 1 and all(channel_number(p) is not None for p in paths)
+
+
+def _check_channel(path: str | Path, position: int, declared: Sequence[str], how: str, suffix: str = "") -> None:
+    """Refuse a file whose nnU-Net channel number is not ``position``."""
+    channel = channel_number(path)
+    if channel is None or channel == position:
+        return
+    order = ", ".join(f"_{i:04d} {m}" for i, m in enumerate(declared))
+    if channel >= len(declared):
+        raise MedsegInputError(path, f"file name ends in channel _{channel:04d} but the model has {len(declared)} channels ({order}){suffix}")
+    raise MedsegInputError(
+        path, f"file name says nnU-Net channel _{channel:04d} ('{declared[channel]}') but it is {how} '{declared[position]}' "
+        f"(channel _{position:04d}; expected: {order}){suffix}"
+    )
+
+
 def check_modality_order(paths: Sequence[str | Path], declared: Sequence[str], hint: str = "") -> None:
     """Refuse a case whose file count or file names contradict the declared modality order.
 
@@ -95,6 +125,8 @@ def check_modality_order(paths: Sequence[str | Path], declared: Sequence[str], h
                 f"file name says modality '{declared[found]}' but it is image {position + 1} of {len(paths)}, "
                 f"where the model expects '{declared[position]}' (expected order: {order}){suffix}",
             )
+        if _nnunet_named(paths, declared):
+            _check_channel(path, position, declared, f"image {position + 1} of {len(paths)}, where the model expects", suffix)
 
 
 def order_by_names(paths: Sequence[str | Path], names: Sequence[str], declared: Sequence[str]) -> list[Path]:
@@ -119,6 +151,8 @@ def order_by_names(paths: Sequence[str | Path], names: Sequence[str], declared: 
     missing = [declared[i] for i in range(len(declared)) if i not in slots]
     if missing:
         raise MedsegInputError(None, f"--modalities: no image given for {', '.join(missing)} (the model expects {order})")
+    for i, path in slots.items() if _nnunet_named(paths, declared) else ():
+        _check_channel(path, i, declared, "named by --modalities as")
     return [slots[i] for i in range(len(declared))]
 
 

@@ -6,11 +6,13 @@ import csv
 import hashlib
 import json
 import os
+import shutil
 import stat
 from pathlib import Path
 
 import highdicom as hd
 import numpy as np
+import pydicom.data
 import pytest
 import torch
 
@@ -180,3 +182,40 @@ def test_model_by_name_and_selfcheck(phantom: dict[str, Path], tiny_model: Path,
     assert medseg("selfcheck", "--models", str(tmp_path / "models"), "--json") == 1
     result = json.loads(capsys.readouterr().out)
     assert not result["ok"] and "broken" in result["problems"][0]
+
+
+def test_console_names_the_series_used_and_what_was_ignored(phantom: dict[str, Path], tiny_model: Path, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """A study folder as a PACS exports it: the phantom series, a real CT series of pydicom's, a DICOMDIR, a README."""
+    real = Path(pydicom.data.get_testdata_file("CT_small.dcm")).parent / "dicomdirtests"
+    study = tmp_path / "study"
+    study.mkdir()
+    for f in phantom["series"].iterdir():
+        shutil.copy(f, study / f.name)
+    for f in (real / "98892001" / "CT5N").iterdir():  # 5 slices: fewer than the phantom's, so ignored
+        shutil.copy(f, study / f.name)
+    shutil.copy(real / "DICOMDIR", study / "DICOMDIR")
+    (study / "README.TXT").write_text("exported by a PACS\n")
+    _, _, used = read_dicom_series(phantom["series"])
+    other = pydicom.dcmread(next((real / "98892001" / "CT5N").iterdir()), stop_before_pixels=True)
+
+    out = tmp_path / "out" / "case.nii.gz"
+    assert medseg("predict", "-i", str(study), "-o", str(out), "-m", str(tiny_model), "--device", "cpu") == 0
+    err = capsys.readouterr().err
+    assert f"study: used series {used.uid} 'medseg phantom' (CT, {used.n_slices} slices)" in err
+    assert f"study: ignored series {other.SeriesInstanceUID} 'SmartScore - Gated 0.5 sec' (CT, 5 files)" in err
+    assert "study: ignored 2 file(s) that are no image of a series: DICOMDIR (a DICOMDIR (index of a DICOM medium)), README.TXT (not a DICOM file)" in err
+    assert read_image(out, "label")[1].shape[2] == used.n_slices
+
+
+def test_truncated_last_slice_fails_the_case_without_output(tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source = Path(pydicom.data.get_testdata_file("CT_small.dcm")).parent / "dicomdirtests" / "98892001" / "CT5N"
+    series = tmp_path / "ct"
+    series.mkdir()
+    files = sorted((Path(shutil.copy(f, series / f.name)) for f in source.iterdir()),
+                   key=lambda f: float(pydicom.dcmread(f, stop_before_pixels=True).ImagePositionPatient[2]))
+    files[-1].write_bytes(files[-1].read_bytes()[:-100])  # the top slice, cut mid-pixel-data
+    out = tmp_path / "out"
+    assert medseg("predict", "-i", str(series), "-o", str(out / "case.nii.gz"), "-m", str(tiny_model), "--device", "cpu", "-q") == 1
+    assert f"error: {files[-1]}: truncated DICOM file: pixel data has 412 of 512 bytes" in capsys.readouterr().err
+    assert not out.exists() or not list(out.iterdir())

@@ -1,18 +1,25 @@
 """DICOM series in: round trip through the phantom writer, series choice, and the refusals
-(mixed orientations, missing/duplicate slices, gantry tilt)."""
+(mixed orientations, missing/duplicate slices, gantry tilt), and real files shipped by pydicom and
+nibabel altered per test (truncated files, DICOMDIR/README, several series, enhanced multi-frame, MOSAIC)."""
 
 from __future__ import annotations
 
+import gzip
 import random
+import shutil
+import warnings
 from pathlib import Path
 
+import nibabel
 import numpy as np
 import pydicom
+import pydicom.data
 import pytest
 
 from medseg.data.synthetic import ras_affine
 from medseg.errors import MedsegInputError
 from medseg.io.dicom import is_dicom_folder, list_series, read_dicom_series
+from medseg.io.dicom_scan import check_complete
 from medseg.io.dicom_write import write_dicom_series
 from medseg.io.geometry import Geometry, reorient
 from medseg.io.image_io import read_image, write_image
@@ -137,3 +144,109 @@ def test_folder_without_dicom(tmp_path: Path) -> None:
     assert not is_dicom_folder(tmp_path)
     with pytest.raises(MedsegInputError, match="holds no DICOM series"):
         read_dicom_series(tmp_path)
+
+
+# --- real DICOM files shipped by pydicom and nibabel (read in place, copied and altered per test) ---
+
+PYDICOM_DATA = Path(pydicom.data.get_testdata_file("CT_small.dcm")).parent
+CT5 = PYDICOM_DATA / "dicomdirtests" / "98892001" / "CT5N"  # a real 5-slice CT series (16x16, 2.5 mm)
+CT4 = PYDICOM_DATA / "dicomdirtests" / "77654033" / "CT2"  # another real CT series (4 slices)
+NICOM_DATA = Path(nibabel.__file__).parent / "nicom" / "tests" / "data"  # real Siemens and Philips MR files
+
+
+def _copy(source: Path, folder: Path) -> list[Path]:
+    """Copy a real series into ``folder``; returns the copies in slice order (along the normal)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    copies = [Path(shutil.copy(f, folder / f.name)) for f in sorted(source.iterdir())]
+    return sorted(copies, key=lambda f: float(pydicom.dcmread(f, stop_before_pixels=True).ImagePositionPatient[2]))
+
+
+def _truncate(path: Path, drop: int) -> None:
+    path.write_bytes(path.read_bytes()[:-drop])
+
+
+def test_real_ct_series_reads_whole(tmp_path: Path) -> None:
+    files = _copy(CT5, tmp_path / "ct")
+    array, geometry, series = read_dicom_series(tmp_path / "ct")
+    assert array.shape == (16, 16, 5) and series.n_slices == 5 and set(series.files) == set(files)
+    assert series.describe() == f"series {series.uid} 'SmartScore - Gated 0.5 sec' (CT, 5 slices)"
+    assert series.ignored == () and series.ignored_files == ()
+
+
+@pytest.mark.parametrize("where", ["last", "middle"])
+def test_truncated_file_is_named_not_dropped_or_a_gap(tmp_path: Path, where: str) -> None:
+    files = _copy(CT5, tmp_path / "ct")
+    victim = files[-1] if where == "last" else files[2]
+    _truncate(victim, 100)  # cut inside the pixel data: GDCM's series scan silently skips such a file
+    with pytest.raises(MedsegInputError, match=rf"{victim.name}: truncated DICOM file: pixel data has 412 of 512 bytes") as info:
+        read_dicom_series(tmp_path / "ct")
+    assert info.value.path == str(victim)
+
+
+@pytest.mark.parametrize("keep", [600, 3336, 3400])
+def test_file_cut_inside_its_header_is_named(tmp_path: Path, keep: int) -> None:
+    files = _copy(CT5, tmp_path / "ct")
+    # 600: before the series UID (pydicom returns what it read); 3336: mid-element; 3400: before the pixel data
+    files[0].write_bytes(files[0].read_bytes()[:keep])
+    with pytest.raises(MedsegInputError, match=rf"{files[0].name}: truncated") as info:
+        read_dicom_series(tmp_path / "ct")
+    assert info.value.path == str(files[0])
+
+
+def test_two_real_series_the_chosen_and_the_ignored_are_described(tmp_path: Path) -> None:
+    _copy(CT5, tmp_path / "mixed")
+    _copy(CT4, tmp_path / "mixed")
+    _, geometry, series = read_dicom_series(tmp_path / "mixed")
+    assert geometry.shape[2] == 5 and "most slices (5) of 2" in series.note
+    other = pydicom.dcmread(next(CT4.iterdir()), stop_before_pixels=True)
+    assert series.ignored == (f"series {other.SeriesInstanceUID} '{other.SeriesDescription}' (CT, 4 files)",)
+    lines = series.console_lines()
+    assert lines[0] == f"used {series.describe()}" and lines[1] == f"ignored {series.ignored[0]}"
+    assert series.summary()["ignored_series"] == list(series.ignored)
+
+
+def test_readme_and_dicomdir_are_ignored_and_listed(tmp_path: Path) -> None:
+    _copy(CT5, tmp_path / "ct")
+    (tmp_path / "ct" / "README.TXT").write_text("exported by a PACS\n")
+    shutil.copy(PYDICOM_DATA / "dicomdirtests" / "DICOMDIR", tmp_path / "ct" / "DICOMDIR")  # a real DICOMDIR (has the preamble)
+    array, _, series = read_dicom_series(tmp_path / "ct")
+    assert array.shape == (16, 16, 5)
+    assert series.ignored_files == ("DICOMDIR (a DICOMDIR (index of a DICOM medium))", "README.TXT (not a DICOM file)")
+    assert "ignored 2 file(s) that are no image of a series: DICOMDIR" in series.console_lines()[-1]
+
+
+def test_enhanced_multiframe_is_refused_by_name(tmp_path: Path) -> None:
+    folder = tmp_path / "enhanced"
+    folder.mkdir()
+    # a real Philips Enhanced MR Image Storage file: 176 frames, geometry in the per-frame functional groups
+    (folder / "mprage.dcm").write_bytes(gzip.decompress((NICOM_DATA / "philips_mprage.dcm.gz").read_bytes()))
+    with pytest.raises(MedsegInputError, match=r"mprage\.dcm: multi-frame DICOM \(Enhanced MR Image Storage, 176 frames\) is not supported"):
+        read_dicom_series(folder)
+
+
+def test_siemens_mosaic_is_refused_by_name(tmp_path: Path) -> None:
+    folder = tmp_path / "mosaic"
+    folder.mkdir()
+    for name in ("0.dcm", "1.dcm"):  # two real Siemens DWI MOSAIC files of one series
+        shutil.copy(NICOM_DATA / name, folder / name)
+    with pytest.raises(MedsegInputError, match=r"0\.dcm: Siemens MOSAIC image .* is not supported"):
+        read_dicom_series(folder)
+    # the CSA "NumberOfImagesInMosaic" tag alone names it too (ImageType without MOSAIC)
+    for name in ("0.dcm", "1.dcm"):
+        ds = pydicom.dcmread(folder / name)
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "ND"]
+        ds.save_as(folder / name)
+    with pytest.raises(MedsegInputError, match="Siemens MOSAIC"):
+        read_dicom_series(folder)
+
+
+@pytest.mark.parametrize("name", ["MR_small_jpeg_ls_lossless.dcm", "MR_small_RLE.dcm", "MR_small_jp2klossless.dcm"])
+def test_truncated_compressed_pixel_data_is_found(tmp_path: Path, name: str) -> None:
+    path = Path(shutil.copy(PYDICOM_DATA / name, tmp_path / name))
+    check_complete(path, pydicom.dcmread(path, defer_size=1024))  # the intact file passes
+    _truncate(path, 100)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom may note the missing sequence delimiter
+        ds = pydicom.dcmread(path, defer_size=1024)
+    with pytest.raises(MedsegInputError, match=rf"{name}: truncated or corrupt DICOM file: GDCM cannot decode"):
+        check_complete(path, ds)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from medseg.errors import MedsegInputError
-from medseg.io.modalities import case_files, check_modality_order, group_by_modality, named_modality, order_by_names
+from medseg.io.modalities import case_files, channel_number, check_modality_order, group_by_modality, named_modality, order_by_names
 
 DIXON = ["fat", "inn", "opp", "wat"]
 
@@ -84,3 +84,28 @@ def test_other_folder_conventions_are_left_alone(tmp_path: Path) -> None:
     for name in ("case_0000.nii.gz", "case_0001.nii.gz", "notes.txt"):
         (tmp_path / name).write_bytes(b"")
     assert group_by_modality(tmp_path, DIXON) is None
+
+
+def test_nnunet_channel_suffix_fixes_the_channel() -> None:
+    scrambled = ["g_0003.nii.gz", "g_0000.nii.gz", "g_0001.nii.gz", "g_0002.nii.gz"]
+    with pytest.raises(MedsegInputError, match=r"g_0003\.nii\.gz: file name says nnU-Net channel _0003 \('wat'\) but it is image 1 of 4, "
+                                               r"where the model expects 'fat' \(channel _0000; expected: _0000 fat, _0001 inn"):
+        case_files(scrambled, None, DIXON)
+    in_order = sorted(scrambled)
+    assert case_files(in_order, None, DIXON) == [Path(p) for p in in_order]
+    assert channel_number("BraTS_001_0002.nii.gz") == 2 and channel_number("case_12.nii.gz") is None
+    with pytest.raises(MedsegInputError, match=r"g_0004\.nii\.gz: file name ends in channel _0004 but the model has 4 channels"):
+        case_files(["g_0000.nii.gz", "g_0001.nii.gz", "g_0002.nii.gz", "g_0004.nii.gz"], None, DIXON)
+    # one modality, or files not all named by channel: a trailing number is a case number, not a channel
+    check_modality_order(["liver_0003.nii.gz"], ["CT"])
+    check_modality_order(["subject_0012.nii.gz", "subject_0012_inn.nii.gz", "subject_0012_opp.nii.gz", "subject_0012_wat.nii.gz"], DIXON)
+
+
+def test_channel_suffix_conflicting_with_a_modality_name_or_explicit_names() -> None:
+    # the name says fat (first), the suffix says channel 1 (inn): refused, whatever the position
+    with pytest.raises(MedsegInputError, match=r"x_fat_0001\.nii: file name says nnU-Net channel _0001 \('inn'\)"):
+        check_modality_order(["x_fat_0001.nii", "x_0000.nii", "x_0002.nii", "x_0003.nii"], DIXON)
+    files = ["g_0001.nii", "g_0000.nii", "g_0002.nii", "g_0003.nii"]
+    with pytest.raises(MedsegInputError, match=r"g_0001\.nii: file name says nnU-Net channel _0001 \('inn'\) but it is named by --modalities as 'fat'"):
+        case_files(files, "fat,inn,opp,wat", DIXON)
+    assert case_files(files, "inn,fat,opp,wat", DIXON) == [Path(f) for f in sorted(files)]
