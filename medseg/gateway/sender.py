@@ -36,7 +36,7 @@ def send_dimse(
     ae.add_requested_context(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID)
     assoc = ae.associate(host, port, ae_title=ae_title, tls_args=(tls, host) if tls is not None else None)
     if not assoc.is_established:
-        why = "rejected the association" if assoc.is_rejected else "aborted" if assoc.is_aborted else "is not reachable"
+        why = "rejected the association" if assoc.is_rejected else "is not reachable (no association)"
         raise SendError(f"{destination.target}: {why}")
     try:
         status = assoc.send_c_store(ds)
