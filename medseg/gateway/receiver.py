@@ -6,6 +6,8 @@ whose success was sent is on disk, and nothing here waits for inference. Answers
 
 - ``0x0122`` (SOP class not supported): anything but the image storage classes medseg segments;
 - ``0xC210`` (cannot understand): a dataset that does not decode or lacks usable UIDs;
+- ``0xA900`` (data set does not match SOP class): an image without rows, columns or pixel data, or whose
+  uncompressed pixel data is shorter than its rows x columns x samples x bits say (a truncated instance);
 - ``0xA700`` (out of resources): the file or the queue row could not be written.
 
 Only calling AE titles (and hosts, where given) on the allow-list get an association; others get an
@@ -33,12 +35,25 @@ IMAGE_SOP_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.128": "Positron Emission Tomography Image Storage",
 }
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
-SUCCESS, NOT_SUPPORTED, CANNOT_UNDERSTAND, OUT_OF_RESOURCES = 0x0000, 0x0122, 0xC210, 0xA700
+SUCCESS, NOT_SUPPORTED, CANNOT_UNDERSTAND, OUT_OF_RESOURCES, MISMATCH = 0x0000, 0x0122, 0xC210, 0xA700, 0xA900
 
 
 def valid_uid(value: object) -> bool:
     """A DICOM UID (digits and dots, at most 64 characters): safe as a file name."""
     return isinstance(value, str) and len(value) <= 64 and bool(_UID.match(value))
+
+
+def image_problem(ds: Any, transfer_syntax: Any) -> str | None:
+    """Why ``ds`` is not a usable image (missing attributes, short uncompressed pixel data), or None."""
+    missing = [k for k in ("Rows", "Columns", "BitsAllocated", "PixelData") if k not in ds]
+    if missing:
+        return f"no {', '.join(missing)}"
+    if not transfer_syntax.is_compressed:
+        expected = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1)) * int(ds.BitsAllocated) // 8
+        expected *= int(ds.get("NumberOfFrames", 1) or 1)
+        if len(ds.PixelData) < expected:
+            return f"pixel data is {len(ds.PixelData)} bytes, {expected} expected (truncated)"
+    return None
 
 
 def caller_allowed(config: GatewayConfig, ae_title: str, host: str) -> bool:
@@ -106,12 +121,16 @@ class StoreSCP:
                 series_uid, study_uid, str(ds.get("Modality", "")), str(ds.get("BodyPartExamined", "")),
                 str(ds.get("SeriesDescription", "")), sop_class, calling, self.incoming / series_uid,
             )
+            problem = image_problem(ds, event.context.transfer_syntax)
         except Exception as exc:  # any decoding problem of a peer's dataset is its problem, not ours
             log.warning("refused instance %s from %s: cannot decode the dataset (%s)", sop_uid, calling, type(exc).__name__)
             return CANNOT_UNDERSTAND
         if not all(valid_uid(u) for u in (sop_uid, series_uid, study_uid)):
             log.warning("refused instance from %s: invalid UID(s)", calling)
             return CANNOT_UNDERSTAND
+        if problem:
+            log.warning("refused instance %s of series %s from %s: %s", sop_uid, series_uid, calling, problem)
+            return MISMATCH
         path = info.folder / f"{sop_uid}.dcm"
         try:
             with atomic_path(path) as tmp:

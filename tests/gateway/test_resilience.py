@@ -160,11 +160,21 @@ def test_bad_input_gets_a_status_or_a_failed_job_and_the_gateway_goes_on(make_se
 
     (job,) = wait_for(failed, 30, "the job of the series with a gap to fail")
     assert "missing slices" in job["last_error"] and "\n" not in job["last_error"]
+
+    truncated = make_series("truncated")
+    ds = pydicom.dcmread(truncated[5])
+    ds.PixelData = ds.PixelData[: len(ds.PixelData) // 2]  # half of slice 5's pixels
+    ds.save_as(truncated[5])
+    statuses = store_scu(truncated, gateway.scp.port)
+    assert statuses[5] == 0xA900 and statuses[:5] + statuses[6:] == [0] * (len(truncated) - 1)
+    # the rest of that series now has a gap where slice 5 was: the job fails with the one-line reason
+    wait_for(lambda: len(failed()) == 2, 30, "the job of the truncated series to fail")
+    assert "missing slices" in failed()[1]["last_error"]
     good = make_series("after-gap")
     assert store_scu(good, gateway.scp.port) == [0] * len(good)
     wait_for(lambda: done_jobs(gateway), 30, "a good series after the bad ones")
     assert http_json(f"http://127.0.0.1:{gateway.monitor.port}/health")["jobs"] == {
-        "pending": 0, "running": 0, "sending": 0, "done": 1, "failed": 1}
+        "pending": 0, "running": 0, "sending": 0, "done": 1, "failed": 2}
 
 
 def test_logs_hold_uids_not_patient_data(make_series, tiny_model: Path, tmp_path: Path, running_gateways, caplog: pytest.LogCaptureFixture) -> None:
