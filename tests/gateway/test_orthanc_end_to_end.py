@@ -70,3 +70,23 @@ def test_seg_goes_back_by_stow_rs(orthanc: Orthanc, make_series, tiny_model: Pat
     assert job["sent"] == [orthanc.dicomweb]
     (seg_id,) = orthanc.seg_instances()
     check_seg_of(orthanc.dataset(seg_id), files)
+
+
+@pytest.mark.skipif(dicomweb_plugin() is None, reason="Orthanc's DICOMweb plugin is not installed (apt-get install -y orthanc-dicomweb)")
+def test_pull_a_series_by_qido_and_wado(orthanc: Orthanc, make_series, tmp_path: Path) -> None:
+    from medseg.errors import MedsegInputError
+    from medseg.gateway.dicomweb import fetch_series, find_image_series
+    from medseg.io.dicom import read_dicom_series
+
+    orthanc.start()
+    files = make_series("pull")
+    orthanc.upload(files)
+    study = pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID
+    (found,) = find_image_series(orthanc.dicomweb, study)
+    assert found["modality"] == "CT" and found["instances"] == len(files)
+    pulled = fetch_series(orthanc.dicomweb, study, None, tmp_path / "pulled")
+    _, _, series = read_dicom_series(tmp_path / "pulled")
+    assert set(series.sop_instance_uids) == {pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID for f in files}
+    assert len(pulled) == len(files)
+    with pytest.raises(MedsegInputError, match="has no CT, MR or PET series"):
+        fetch_series(orthanc.dicomweb, "1.2.3.4", None, tmp_path / "none")
