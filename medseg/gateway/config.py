@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import ssl
 from pathlib import Path
 from typing import Literal
 
@@ -98,6 +99,7 @@ class Destination(Strict):
 
     target: str
     token_env: str | None = None
+    tls: bool = False
 
     @field_validator("target")
     @classmethod
@@ -119,6 +121,28 @@ class Destination(Strict):
         m = _DIMSE_DEST.match(self.target)
         assert m is not None, self.target
         return m["ae"], m["host"], int(m["port"])
+
+
+class TlsConfig(Strict):
+    """DIMSE over TLS: the C-STORE SCP presents ``cert``/``key``; with ``ca``, callers must present a certificate
+    signed by it. Destinations with ``tls: true`` are verified against ``ca`` (and get ``cert`` as client certificate)."""
+
+    cert: Path
+    key: Path
+    ca: Path | None = None
+
+    def server_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(str(self.cert), str(self.key))
+        if self.ca is not None:
+            context.load_verify_locations(str(self.ca))
+            context.verify_mode = ssl.CERT_REQUIRED
+        return context
+
+    def client_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(self.ca) if self.ca else None)
+        context.load_cert_chain(str(self.cert), str(self.key))
+        return context
 
 
 class RetryConfig(Strict):
@@ -154,6 +178,7 @@ class GatewayConfig(Strict):
     concurrency: int = Field(1, ge=1)
     retry: RetryConfig = RetryConfig()
     http: HttpConfig = HttpConfig()
+    tls: TlsConfig | None = None
     keep_received: bool = False
     log_phi: bool = False
 
@@ -169,6 +194,8 @@ class GatewayConfig(Strict):
 
     @model_validator(mode="after")
     def _callers(self) -> GatewayConfig:
+        if any(d.tls for d in self.destinations) and self.tls is None:
+            raise ValueError("a destination has tls: true but there is no tls section (cert, key, ca)")
         if not self.allowed_callers and not self.allow_any_caller:
             raise ValueError("allowed_callers is empty: list the AE titles (and hosts) that may store, or set allow_any_caller: true")
         return self
@@ -177,7 +204,8 @@ class GatewayConfig(Strict):
         """Paths relative to the YAML file's folder made absolute."""
         fix = lambda p: p if p is None or p.is_absolute() else (base / p).resolve()  # noqa: E731
         routes = [r.model_copy(update={"model": fix(r.model)}) for r in self.routes]
-        return self.model_copy(update={"work_dir": fix(self.work_dir), "archive_dir": fix(self.archive_dir), "routes": routes})
+        tls = self.tls and self.tls.model_copy(update={"cert": fix(self.tls.cert), "key": fix(self.tls.key), "ca": fix(self.tls.ca)})
+        return self.model_copy(update={"work_dir": fix(self.work_dir), "archive_dir": fix(self.archive_dir), "routes": routes, "tls": tls})
 
 
 def validate_gateway(raw: dict, source: str = "gateway config", base: Path | None = None) -> GatewayConfig:
@@ -201,4 +229,4 @@ def load_gateway_config(path: str | Path) -> GatewayConfig:
     return validate_gateway(read_yaml_mapping(path), str(path), path.parent.resolve())
 
 
-__all__ = ["Caller", "Destination", "GatewayConfig", "HttpConfig", "RetryConfig", "Route", "load_gateway_config", "validate_gateway"]
+__all__ = ["Caller", "Destination", "GatewayConfig", "HttpConfig", "RetryConfig", "Route", "TlsConfig", "load_gateway_config", "validate_gateway"]

@@ -50,11 +50,11 @@ def _one_line(exc: BaseException) -> str:
 class Gateway:
     """One DICOM node. ``start()`` returns once it listens; ``stop()`` waits for running jobs to finish."""
 
-    def __init__(self, config: GatewayConfig, segmenter: Segmenter | None = None, tls: ssl.SSLContext | None = None,
-                 client_tls: ssl.SSLContext | None = None) -> None:
+    def __init__(self, config: GatewayConfig, segmenter: Segmenter | None = None) -> None:
         self.config = config
         self.segment = segmenter or _default_segmenter
-        self.tls, self.client_tls = tls, client_tls
+        self.tls: ssl.SSLContext | None = None
+        self.client_tls: ssl.SSLContext | None = None
         self.incoming = config.work_dir / "incoming"
         self.outputs = config.work_dir / "jobs"
         self._stop = threading.Event()
@@ -69,6 +69,11 @@ class Gateway:
         for i, route in enumerate(self.config.routes):
             if not (route.model / "medseg.json").is_file():
                 raise MedsegConfigError(f"routes.{i}.model: {route.model}: not a model package folder (no medseg.json)")
+        if self.config.tls is not None:
+            try:
+                self.tls, self.client_tls = self.config.tls.server_context(), self.config.tls.client_context()
+            except (OSError, ssl.SSLError) as exc:
+                raise MedsegConfigError(f"tls: cannot load the certificate or key ({exc})") from exc
         ensure_writable_dir(self.config.work_dir)
         self.queue = JobQueue(self.config.work_dir / "queue.sqlite")
         recovered = self.queue.recover()
@@ -178,7 +183,7 @@ class Gateway:
             if destination.target in sent:
                 continue
             try:
-                send(seg, destination, self.config.ae_title, self.client_tls)
+                send(seg, destination, self.config.ae_title, self.client_tls if destination.tls else None)
             except SendError as exc:
                 self._retry_later(job, str(exc))
                 return
