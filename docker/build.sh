@@ -118,8 +118,8 @@ if [ "$reuse" = 0 ]; then
   say "downloading dependencies for Python $pyver ($torch_spec)"
   "$python" -m pip download --quiet --dest "$wheelhouse" --only-binary=:all: \
     --python-version "$pyver" --implementation cp "${platforms[@]}" \
-    "$torch_spec" "$wheel[dicom]" "${pip_args[@]}" >&2
-  printf 'medseg[dicom]==%s\n%s\n' "$version" "$torch_spec" >"$wheelhouse/REQUIREMENTS"
+    "$torch_spec" "$wheel[dicom,gateway]" "${pip_args[@]}" >&2
+  printf 'medseg[dicom,gateway]==%s\n%s\n' "$version" "$torch_spec" >"$wheelhouse/REQUIREMENTS"
 fi
 [ -f "$wheelhouse/REQUIREMENTS" ] || die "$wheelhouse has no REQUIREMENTS file (prepare it with --prepare-only)"
 torch_wheel=$(ls "$wheelhouse"/torch-*.whl 2>/dev/null | head -1)

@@ -40,7 +40,7 @@ def _root(
 
 
 def _register() -> None:
-    from medseg.cli import check, demo, evaluate, info, predict, register, selfcheck, train
+    from medseg.cli import check, demo, evaluate, gateway, info, predict, register, selfcheck, train
 
     app.command("demo")(demo.demo)
     app.command("train")(train.train)
@@ -50,6 +50,7 @@ def _register() -> None:
     app.command("info")(info.info)
     app.command("selfcheck")(selfcheck.selfcheck)
     app.command("register")(register.register)
+    app.command("gateway")(gateway.gateway)
 
 
 _register()
