@@ -36,7 +36,7 @@ def segment_series(series_folder: Path, model_dir: Path, out_dir: Path, device: 
             outputs cannot be written; one line.
     """
     from medseg.engine.device import resolve_device
-    from medseg.engine.package import describe, load_model_package
+    from medseg.model.package import describe, load_model_package
     from medseg.inference.batch import RunContext, predict_case, targets_in_folder
     from medseg.inference.cases import CaseSource
     from medseg.inference.predictor import Predictor

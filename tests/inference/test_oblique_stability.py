@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from medseg.data.synthetic import ct_phantom, save_nifti
-from medseg.engine.package import load_model_package
+from medseg.model.package import load_model_package
 from medseg.inference.predictor import Predictor
 from medseg.io.image_io import read_geometry
 from tests.transforms.test_stable_grid import perturbed, rotation
