@@ -19,6 +19,7 @@ from benchmarks.common import Row, interleaved
 from benchmarks.memory import PeakMemory
 from medseg.model.heads import create_head
 from medseg.inference.engine import WindowEngine
+from medseg.inference.plan import Stitching
 from medseg.inference.stitch import stitch, stitched_logits
 
 
@@ -36,18 +37,21 @@ def monai_labels(net: nn.Module, x: torch.Tensor, roi: tuple[int, ...], sw: int,
         return logits.argmax(1).to(torch.uint8).cpu()
 
 
-def medseg_engine(net: nn.Module, classes: int, roi: tuple[int, ...], sw: int, device: torch.device, stitch_on: str, amp: bool) -> WindowEngine:
+def medseg_engine(
+    net: nn.Module, classes: int, roi: tuple[int, ...], sw: int, device: torch.device, stitch_on: str, amp: bool
+) -> tuple[WindowEngine, Stitching]:
+    """The window engine and the stitching place the plan would choose for ``stitch_on``."""
     head = create_head({"kind": "labels"}, {i: str(i) for i in range(classes)})
     engine = WindowEngine(net, head, device, roi, 0.5, sw, tta=False, amp=amp)
-    engine.stitch_device = device if stitch_on == "device" else torch.device("cpu")
-    engine.accumulate = torch.float16 if device.type == "cuda" and stitch_on == "device" else torch.float32
-    return engine
+    on_device = stitch_on == "device"
+    place = Stitching(device if on_device else torch.device("cpu"), torch.float16 if device.type == "cuda" and on_device else torch.float32)
+    return engine, place
 
 
-def medseg_labels(engine: WindowEngine, x: torch.Tensor) -> torch.Tensor:
+def medseg_labels(engine: WindowEngine, place: Stitching, x: torch.Tensor) -> torch.Tensor:
     """medseg's path (the predictor's network phase): our stitching, argmax slab by slab on the device, uint8."""
-    inputs = x.pin_memory().to(engine.device, non_blocking=True) if engine.stitch_device.type == "cuda" else x
-    return engine.labels(inputs)
+    inputs = x.pin_memory().to(engine.device, non_blocking=True) if place.device.type == "cuda" else x
+    return engine.labels(inputs, place)
 
 
 def latency_cases(cfg: dict[str, Any], device: torch.device, nets: dict[str, nn.Module], classes: int) -> list[Row]:
@@ -62,8 +66,8 @@ def latency_cases(cfg: dict[str, Any], device: torch.device, nets: dict[str, nn.
         for name, net in nets.items():
             case = "1 latency" if name == "unet" else "2 overhead (1x1x1 conv)"
             for place in places:
-                engine = medseg_engine(net, classes, roi, sw, device, place, cfg["amp"])
-                fns = {"medseg": lambda: medseg_labels(engine, x), "monai": lambda: monai_labels(net, x, roi, sw, device, place, cfg["amp"])}
+                engine, stitching = medseg_engine(net, classes, roi, sw, device, place, cfg["amp"])
+                fns = {"medseg": lambda: medseg_labels(engine, stitching, x), "monai": lambda: monai_labels(net, x, roi, sw, device, place, cfg["amp"])}
                 mem: dict[str, PeakMemory] = {}
                 if name == "unet":  # the warm-up round, measured for peak memory (its times are not used)
                     for key, fn in fns.items():

@@ -195,8 +195,7 @@ def predict(
     if not quiet and package.head.describe():
         console.print(package.head.describe())
     with make_progress(not quiet) as bar:
-        predictor = Predictor(package, dev, overlap, sw_batch_size, tta)
-        predictor.compile = compile
+        predictor = Predictor(package, dev, overlap, sw_batch_size, tta, compile=compile)
         if plan:
             for source in cases:
                 if source.dicom:  # no header-only geometry for a DICOM series

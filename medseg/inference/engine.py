@@ -5,8 +5,10 @@ consumed slab by slab, so the largest float buffer is the accumulator itself (``
 accumulation dtype): probabilities are written back into it, labels are argmax'ed slab by slab on the
 stitching device and copied to the host as uint8.
 
-A CUDA out-of-memory error while stitching on the GPU is not fatal: :meth:`WindowEngine.run` frees the
-cache and redoes the case stitching on the host (the plan records the fallback).
+Where the accumulator lives and in which dtype is the case's :class:`~medseg.inference.plan.Stitching`, a value
+taken from its memory plan and handed to every call. A CUDA out-of-memory error while stitching on the GPU is
+not fatal: :meth:`WindowEngine.run` frees the cache and redoes the case stitching on the host, and says so (the
+predictor records it in the plan).
 """
 
 from __future__ import annotations
@@ -21,11 +23,10 @@ from torch import nn
 
 from medseg.errors import MedsegError
 from medseg.model.heads import OutputHead
+from medseg.inference.plan import Stitching
 from medseg.inference.stitch import SLAB_VOXELS, WindowGrid, stitch
 
 T = TypeVar("T")
-
-ACCUMULATE = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 def mirror_axes(spatial_dims: int, tta: bool) -> list[tuple[int, ...]]:
@@ -49,10 +50,8 @@ class WindowEngine:
         on_windows: progress callback (windows processed).
 
     Attributes:
-        stitch_device: where the accumulator lives (set by the plan; default ``device``).
-        accumulate: accumulator dtype (``torch.float32`` unless the plan picks fp16/bf16).
         slab_voxels: voxels per channel of one slab when results are consumed slab by slab.
-        fallbacks: notes of CUDA out-of-memory fallbacks to host stitching.
+        compile_seconds: the first compiled call's time (``None`` before it, or without ``compile``).
     """
 
     def __init__(
@@ -77,12 +76,14 @@ class WindowEngine:
         self.tta = tta
         self.amp = amp and device.type == "cuda"
         self.on_windows = on_windows
-        self.stitch_device = device
-        self.accumulate = torch.float32
         self.slab_voxels = SLAB_VOXELS
-        self.fallbacks: list[str] = []
         self.compile_seconds: float | None = None
         self._compiled: Any = torch.compile(network) if compile else None
+
+    @property
+    def default_stitching(self) -> Stitching:
+        """Accumulate in float32 where the network runs (what a case without a plan uses)."""
+        return Stitching(self.device, torch.float32)
 
     @property
     def passes(self) -> int:
@@ -106,25 +107,23 @@ class WindowEngine:
             self.on_windows(batch.shape[0])
         return out
 
-    def _passes(self, image: torch.Tensor, stitch_device: torch.device) -> Any:
+    def _passes(self, image: torch.Tensor, place: Stitching) -> Any:
         """Yields ``(flip axes, Stitched)`` per mirroring pass of ``image`` ``(B, C, *spatial)``."""
         for axes in mirror_axes(image.ndim - 2, self.tta):
             x = torch.flip(image, axes) if axes else image
-            yield axes, stitch(
-                self.forward, x, self.roi, self.overlap, self.sw_batch_size, self.device, stitch_device, self.accumulate
-            )
+            yield axes, stitch(self.forward, x, self.roi, self.overlap, self.sw_batch_size, self.device, place.device, place.dtype)
 
     # ------------------------------------------------------------------ outputs
     @torch.inference_mode()
-    def probabilities(self, image: torch.Tensor, stitch_device: torch.device | None = None) -> torch.Tensor:
+    def probabilities(self, image: torch.Tensor, place: Stitching | None = None) -> torch.Tensor:
         """``(B, C, *spatial)`` -> ``(B, P, *spatial)`` probabilities on the stitching device (accumulation dtype).
 
         Without TTA they are written into the accumulator (a view of it; no second buffer).
         """
-        stitch_device = stitch_device or self.stitch_device
+        place = place or self.default_stitching
         total: torch.Tensor | None = None
         n = 0
-        for axes, st in self._passes(image, stitch_device):
+        for axes, st in self._passes(image, place):
             n += 1
             size0 = st.grid.size[0]
             for a, b, logits in st.slabs(st.slab_rows(self.slab_voxels)):
@@ -132,7 +131,7 @@ class WindowEngine:
                 if total is None:
                     view = st.accum[(slice(None), slice(None), *st.grid.crop())]
                     inplace = not self.tta and view.shape[1] == probs.shape[1]
-                    total = view if inplace else torch.zeros((probs.shape[0], probs.shape[1], *st.grid.size), dtype=self.accumulate, device=stitch_device)
+                    total = view if inplace else torch.zeros((probs.shape[0], probs.shape[1], *st.grid.size), dtype=place.dtype, device=place.device)
                 if axes:
                     probs = torch.flip(probs, axes)
                     if 2 in axes:
@@ -145,43 +144,44 @@ class WindowEngine:
         return total.div_(n) if n > 1 else total
 
     @torch.inference_mode()
-    def labels(self, image: torch.Tensor, stitch_device: torch.device | None = None) -> torch.Tensor:
+    def labels(self, image: torch.Tensor, place: Stitching | None = None) -> torch.Tensor:
         """``(B, C, *spatial)`` -> ``(B, *spatial)`` label values on the host (uint8 when they fit).
 
         The argmax runs slab by slab on the stitching device; no full-size float output is made.
         """
-        stitch_device = stitch_device or self.stitch_device
+        place = place or self.default_stitching
         dtype = self.head.torch_label_dtype
         if self.tta:
-            probs = self.probabilities(image, stitch_device)
+            probs = self.probabilities(image, place)
             out = torch.empty((probs.shape[0], *probs.shape[2:]), dtype=dtype)
             rows = max(1, self.slab_voxels // max(1, probs[0, 0, 0].numel()))
             for a in range(0, probs.shape[2], rows):
                 out[:, a : a + rows] = self.head.to_labels(probs[:, :, a : a + rows].float()).to(dtype).cpu()
             return out
-        ((_, st),) = list(self._passes(image, stitch_device))
+        ((_, st),) = list(self._passes(image, place))
         out = torch.empty((image.shape[0], *st.grid.size), dtype=dtype)
         for a, b, logits in st.slabs(st.slab_rows(self.slab_voxels)):
             out[:, a:b] = self.head.logits_to_labels(logits).to(dtype).cpu()
         return out
 
     # ------------------------------------------------------------------ fallback
-    def run(self, fn: Callable[[torch.device], T]) -> T:
-        """``fn(stitch_device)``; on a CUDA out-of-memory error while stitching off the host, retry on the host."""
+    def run(self, place: Stitching, fn: Callable[[Stitching], T]) -> tuple[T, str | None]:
+        """``fn(place)``; on a CUDA out-of-memory error, retry once stitching on the host (float32).
+
+        Returns:
+            ``(result, note)``: the note says why the case was stitched on the host instead (``None``: it was not).
+        """
         try:
-            return fn(self.stitch_device)
+            return fn(place), None
         except torch.cuda.OutOfMemoryError as exc:
-            if self.stitch_device.type == "cpu" and self.fallbacks:
-                raise MedsegError(f"out of memory even when stitching on the host: {exc}; lower --sw-batch-size") from exc
             first_line = str(exc).splitlines()[0] if str(exc) else "out of memory"
-            self.fallbacks.append(f"{first_line} while stitching on {self.stitch_device}: stitched on the host instead")
+            note = f"{first_line} while stitching on {place.device}: stitched on the host instead"
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
-            self.stitch_device = torch.device("cpu")
             try:
-                return fn(self.stitch_device)
+                return fn(Stitching(torch.device("cpu"), torch.float32)), note
             except torch.cuda.OutOfMemoryError as again:
                 raise MedsegError(f"out of memory even when stitching on the host: {again}; lower --sw-batch-size") from again
 
 
-__all__ = ["ACCUMULATE", "WindowEngine", "mirror_axes"]
+__all__ = ["WindowEngine", "mirror_axes"]

@@ -24,6 +24,8 @@ from medseg.inference.stitch import SLAB_VOXELS, WindowGrid
 
 #: fraction of the GPU's free memory the plan lets the stitching buffers use
 DEVICE_HEADROOM = 0.8
+#: accumulator dtypes by name
+ACCUMULATE = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 _BYTES = {torch.float32: 4, torch.float16: 2, torch.bfloat16: 2}
 
 
@@ -75,7 +77,49 @@ def probe_workspace(network: nn.Module, channels: int, roi: Sequence[int], batch
     return 3 * max(sizes, default=x.numel() * 4) + x.numel() * 4, int(out.shape[1])
 
 
-@dataclass
+@dataclass(frozen=True)
+class CaseShapes:
+    """The sizes of one case that the plan depends on (read from headers alone for ``--plan``)."""
+
+    input_shape: tuple[int, ...]
+    grid_shape: tuple[int, ...]
+    channels: int
+    resample: bool
+    keep_probabilities: bool = False
+
+
+@dataclass(frozen=True)
+class EngineProfile:
+    """What a predictor's window engine costs, independent of the case.
+
+    Attributes:
+        roi / overlap / sw_batch_size / slab_voxels: the window settings.
+        passes: sliding-window passes (1, or 8 with 3D mirroring TTA).
+        outputs / probabilities: network output channels and probability channels of the head.
+        workspace: the network's bytes for one window batch (:func:`probe_workspace`).
+        parameters: bytes of the network's weights.
+    """
+
+    roi: tuple[int, ...]
+    overlap: float
+    sw_batch_size: int
+    passes: int
+    outputs: int
+    probabilities: int
+    workspace: int
+    parameters: int
+    slab_voxels: int = SLAB_VOXELS
+
+
+@dataclass(frozen=True)
+class Stitching:
+    """Where the accumulator of the window engine lives and in which dtype (what the engine takes from a plan)."""
+
+    device: torch.device
+    dtype: torch.dtype
+
+
+@dataclass(frozen=True)
 class MemoryPlan:
     """Where one prediction stitches and how much memory it needs (bytes, by buffer, at the peak phase).
 
@@ -120,6 +164,10 @@ class MemoryPlan:
         """float32 size of the input volume (all channels): the unit of the CPU RAM target."""
         return 4 * self.channels * int(np.prod(self.input_shape))
 
+    def stitching(self, device: torch.device) -> Stitching:
+        """The engine's stitching place for a network on ``device``."""
+        return Stitching(device if self.stitch_on == "device" else torch.device("cpu"), ACCUMULATE[self.accumulate])
+
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out.update(host_peak=self.host_peak, device_peak=self.device_peak, input_bytes=self.input_bytes)
@@ -145,61 +193,47 @@ class MemoryPlan:
 
 
 def make_plan(
-    input_shape: Sequence[int],
-    grid: Sequence[int],
-    channels: int,
-    outputs: int,
-    probabilities: int,
-    roi: Sequence[int],
-    overlap: float,
-    sw_batch_size: int,
-    passes: int,
+    case: CaseShapes,
+    engine: EngineProfile,
     device: torch.device,
-    workspace: int,
-    parameters: int,
-    resample: bool,
-    keep_probabilities: bool,
     free_device: int | None = None,
     stitch: str = "auto",
     accumulate: str = "auto",
-    slab_voxels: int = SLAB_VOXELS,
 ) -> MemoryPlan:
     """Estimate buffers per phase and choose the stitching place and accumulation dtype.
 
     Args:
-        passes: sliding-window passes (1, or 8 with 3D mirroring TTA).
-        workspace: the network's bytes for one window batch (:func:`probe_workspace`).
-        parameters: bytes of the network's weights.
-        free_device: free GPU memory (``None``: CPU).
+        case / engine: the case's sizes and the engine's costs.
+        device: where the network runs; ``free_device``: free GPU memory (``None``: CPU).
         stitch: ``auto`` | ``device`` | ``host``; accumulate: ``auto`` | ``float32`` | ``float16`` | ``bfloat16``.
     """
-    from medseg.inference.engine import ACCUMULATE
-
+    input_shape, grid, channels = case.input_shape, case.grid_shape, case.channels
     n_in, n_grid = int(np.prod(input_shape)), int(np.prod(grid))
-    win = WindowGrid.build(grid, roi, overlap)
+    win = WindowGrid.build(grid, engine.roi, engine.overlap)
     n_pad = int(np.prod(win.padded))
     cuda = device.type == "cuda"
     f32 = 4
+    outputs, probabilities, passes = engine.outputs, engine.probabilities, engine.passes
 
     def sizes(on_device: bool, acc: torch.dtype) -> tuple[dict[str, int], dict[str, int]]:
         ab = _BYTES[acc]
         plane = max(1, int(np.prod(grid[1:])))
-        slab = min(n_grid, max(plane, (slab_voxels // plane) * plane))
+        slab = min(n_grid, max(plane, (engine.slab_voxels // plane) * plane))
         stitching = {
             "accumulator": outputs * n_pad * ab,
             "tta_total": probabilities * n_grid * ab if passes > 1 else 0,
             "slab_temporaries": (outputs + 4) * slab * f32,  # logits, normaliser, int64 argmax
         }
-        window = {"network_workspace": workspace, "window_batch": sw_batch_size * channels * int(np.prod(roi)) * f32}
+        window = {"network_workspace": engine.workspace, "window_batch": engine.sw_batch_size * channels * int(np.prod(engine.roi)) * f32}
         host = {"preprocessed": channels * n_grid * f32, "tta_flipped_input": channels * n_grid * f32 if passes > 1 else 0}
         dev: dict[str, int] = {}
         if cuda:
-            dev = {"weights": parameters, **window, "image": channels * n_grid * f32}
+            dev = {"weights": engine.parameters, **window, "image": channels * n_grid * f32}
             (dev if on_device else host).update(stitching)
         else:
             host.update(stitching, **window)
-        restore = {"labels": 2 * n_in + (0 if resample else n_grid), "resample_slab": (3 * probabilities + 2) * slab * f32 if resample else 0}
-        if keep_probabilities:
+        restore = {"labels": 2 * n_in + (0 if case.resample else n_grid), "resample_slab": (3 * probabilities + 2) * slab * f32 if case.resample else 0}
+        if case.keep_probabilities:
             restore["probabilities_out"] = 3 * probabilities * n_in * f32
         host.update(restore)
         if not cuda:  # the window phase's buffers are freed before the slab-wise normalise/argmax/restore phase
@@ -228,8 +262,8 @@ def make_plan(
     host, dev = sizes(stitch_on == "device", ACCUMULATE[accumulate])
     return MemoryPlan(
         tuple(int(s) for s in input_shape), tuple(int(s) for s in grid), channels, outputs, probabilities,
-        passes * win.windows, str(device), stitch_on, accumulate, resample, keep_probabilities, host, dev, free_device, reason,
+        passes * win.windows, str(device), stitch_on, accumulate, case.resample, case.keep_probabilities, host, dev, free_device, reason,
     )
 
 
-__all__ = ["DEVICE_HEADROOM", "MemoryPlan", "grid_shape", "make_plan", "probe_workspace"]
+__all__ = ["ACCUMULATE", "DEVICE_HEADROOM", "CaseShapes", "EngineProfile", "MemoryPlan", "Stitching", "grid_shape", "make_plan", "probe_workspace"]

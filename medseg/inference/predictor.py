@@ -10,9 +10,9 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -21,13 +21,15 @@ from monai.transforms import Compose
 
 from medseg.model.package import ModelPackage
 from medseg.inference.engine import WindowEngine
-from medseg.inference.plan import MemoryPlan, grid_shape, make_plan, probe_workspace
+from medseg.inference.plan import CaseShapes, EngineProfile, MemoryPlan, Stitching, grid_shape, make_plan, probe_workspace
 from medseg.inference.restore import needs_resampling, reorient_labels, restore_labels
 from medseg.io.geometry import Geometry
 from medseg.io.image_io import check_output_geometry, read_geometry
 from medseg.transforms.loading import load_case_arrays
 from medseg.transforms.presets import IMAGE, intensity_transforms, spatial_transforms
 from medseg.transforms.slice_context import slice_context_transforms
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -59,10 +61,12 @@ class Predictor:
         on_windows: progress callback, called with the number of windows processed.
         on_start: called once per case with the total number of windows (progress totals).
 
-    Performance settings (attributes, read per case): ``stitch`` (``auto|device|host``), ``accumulate``
-    (``auto|float32|float16|bfloat16``), ``compile`` (``torch.compile`` the network; first-call cost in
-    ``engine.compile_seconds``). ``last_plan`` is the :class:`~medseg.inference.plan.MemoryPlan` of the
-    last case (including any out-of-memory fallback).
+        stitch: ``auto`` (the plan decides) | ``device`` | ``host``: where the window engine accumulates.
+        accumulate: ``auto`` | ``float32`` | ``float16`` | ``bfloat16``: the accumulator's dtype.
+        compile: ``torch.compile`` the network (first-call cost in ``engine.compile_seconds``).
+
+    ``last_plan`` is the :class:`~medseg.inference.plan.MemoryPlan` of the last case, as run (a frozen value:
+    an out-of-memory fallback to host stitching is recorded in a new plan).
 
     Example:
         >>> predictor = Predictor(load_model_package("model/"), torch.device("cpu"))  # doctest: +SKIP
@@ -78,6 +82,10 @@ class Predictor:
         tta: bool | None = None,
         on_windows: Callable[[int], None] | None = None,
         on_start: Callable[[int], None] | None = None,
+        *,
+        stitch: str = "auto",
+        accumulate: str = "auto",
+        compile: bool = False,
     ) -> None:
         manifest = package.manifest
         package.head.check_segmentation()
@@ -94,13 +102,14 @@ class Predictor:
         self.slice_context = Compose(slice_context_transforms(manifest.network, [IMAGE]))
         self.on_windows = on_windows
         self.on_start = on_start
-        self.stitch, self.accumulate, self.compile = "auto", "auto", False
+        self.stitch, self.accumulate = stitch, accumulate
         self.last_plan: MemoryPlan | None = None
-        self._workspace: tuple[int, int] | None = None
+        self._profile: EngineProfile | None = None
         self._compile_reported = False
         self.engine = WindowEngine(
             self.network, self.head, device, self.roi_size, self.overlap, self.sw_batch_size, self.tta,
-            amp=device.type == "cuda", on_windows=lambda n: self.on_windows(n) if self.on_windows is not None else None,
+            amp=device.type == "cuda", compile=compile,
+            on_windows=lambda n: self.on_windows(n) if self.on_windows is not None else None,
         )
         self.cascade = None
         if package.localiser is not None and manifest.roi is not None:
@@ -117,43 +126,44 @@ class Predictor:
         """How many windows a prediction of this preprocessed image visits (progress totals)."""
         return self.engine.windows(preprocessed.shape[1:])
 
-    def _network_input(self, preprocessed: torch.Tensor) -> torch.Tensor:
+    def _network_input(self, preprocessed: torch.Tensor, place: Stitching) -> torch.Tensor:
         x = torch.as_tensor(preprocessed)[None]
-        if self.device.type == "cuda" and self.engine.stitch_device.type == "cuda":
+        if self.device.type == "cuda" and place.device.type == "cuda":
             return x.pin_memory().to(self.device, non_blocking=True)  # windows are then cut on the GPU
         return x
 
-    def network_probabilities(self, preprocessed: torch.Tensor) -> torch.Tensor:
-        """``(C, *spatial)`` on the network grid -> ``(P, *spatial)`` probabilities on the same grid
-        (on the stitching device, in the accumulation dtype)."""
-        return self.engine.run(lambda dev: self.engine.probabilities(self._network_input(preprocessed), dev))[0]
+    def _run(self, plan: MemoryPlan, fn: Callable[[torch.Tensor, Stitching], T], preprocessed: torch.Tensor) -> tuple[T, MemoryPlan]:
+        """Run ``fn`` on the network input with the plan's stitching; the returned plan records any fallback."""
+        result, note = self.engine.run(plan.stitching(self.device), lambda place: fn(self._network_input(preprocessed, place), place))
+        return result, (plan if note is None else replace(plan, fallback=note))
 
-    def network_labels(self, preprocessed: torch.Tensor) -> torch.Tensor:
+    def network_probabilities(self, preprocessed: torch.Tensor, plan: MemoryPlan) -> tuple[torch.Tensor, MemoryPlan]:
+        """``(C, *spatial)`` on the network grid -> ``(P, *spatial)`` probabilities on the same grid (on the
+        stitching device, in the accumulation dtype), and the plan as run."""
+        probs, plan = self._run(plan, self.engine.probabilities, preprocessed)
+        return probs[0], plan
+
+    def network_labels(self, preprocessed: torch.Tensor, plan: MemoryPlan) -> tuple[torch.Tensor, MemoryPlan]:
         """``(C, *spatial)`` on the network grid -> ``(*spatial)`` labels on the host (argmax on the device)."""
-        return self.engine.run(lambda dev: self.engine.labels(self._network_input(preprocessed), dev))[0]
+        labels, plan = self._run(plan, self.engine.labels, preprocessed)
+        return labels[0], plan
 
-    def _probe(self) -> tuple[int, int]:
-        if self._workspace is None:
+    def profile(self) -> EngineProfile:
+        """The engine's costs for this package (one probe of the network, done once)."""
+        if self._profile is None:
             channels = self.package.manifest.network.input_channels(len(self.package.manifest.modalities))
-            self._workspace = probe_workspace(self.network, channels, self.roi_size, self.sw_batch_size, self.device, self.engine.amp)
-        return self._workspace
+            workspace, outputs = probe_workspace(self.network, channels, self.roi_size, self.sw_batch_size, self.device, self.engine.amp)
+            self._profile = EngineProfile(
+                roi=self.roi_size, overlap=self.overlap, sw_batch_size=self.sw_batch_size, passes=self.engine.passes,
+                outputs=outputs, probabilities=len(self.head.probability_names()), workspace=workspace,
+                parameters=sum(p.numel() * p.element_size() for p in self.network.parameters()), slab_voxels=self.engine.slab_voxels,
+            )
+        return self._profile
 
-    def plan(self, input_shape: tuple[int, ...], grid: tuple[int, ...], channels: int, resample: bool, keep_probabilities: bool = False) -> MemoryPlan:
-        """Memory plan of one case (see :mod:`medseg.inference.plan`); also sets the engine's stitching."""
-        workspace, outputs = self._probe()
+    def plan(self, case: CaseShapes) -> MemoryPlan:
+        """Memory plan of one case (see :mod:`medseg.inference.plan`): where the engine stitches and in which dtype."""
         free = torch.cuda.mem_get_info(self.device)[0] if self.device.type == "cuda" else None
-        params = sum(p.numel() * p.element_size() for p in self.network.parameters())
-        plan = make_plan(
-            input_shape, grid, channels, outputs, len(self.head.probability_names()), self.roi_size, self.overlap,
-            self.sw_batch_size, self.engine.passes, self.device, workspace, params, resample,
-            keep_probabilities, free, self.stitch, self.accumulate, self.engine.slab_voxels,
-        )
-        if self.compile and self.engine._compiled is None:
-            self.engine._compiled = torch.compile(self.network)
-        self.engine.stitch_device = self.device if plan.stitch_on == "device" else torch.device("cpu")
-        self.engine.accumulate = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[plan.accumulate]
-        self.engine.fallbacks = []
-        return plan
+        return make_plan(case, replace(self.profile(), slab_voxels=self.engine.slab_voxels), self.device, free, self.stitch, self.accumulate)
 
     def plan_files(self, images: Sequence[str | Path], keep_probabilities: bool = False) -> MemoryPlan:
         """The plan of one case from its headers only (``medseg predict --plan``; no voxels are read)."""
@@ -162,7 +172,7 @@ class Predictor:
         channels = len(images) if len(images) > 1 else (int(geometry.shape[3]) if len(geometry.shape) > 3 else 1)
         grid = grid_shape(self.spatial.transforms, spatial, geometry.affine, channels)
         resample = self.package.manifest.preprocess.target_spacing is not None
-        return self.plan(spatial, grid, channels, resample, keep_probabilities)
+        return self.plan(CaseShapes(spatial, grid, channels, resample, keep_probabilities))
 
     def restore(self, probabilities: torch.Tensor, preprocessed: MetaTensor) -> MetaTensor:
         """Map network-grid probabilities back to the input grid (inverse spacing, then orientation)."""
@@ -185,15 +195,14 @@ class Predictor:
         t0 = time.perf_counter()
         preprocessed = self.preprocess(image)
         resample = needs_resampling(preprocessed)
-        self.last_plan = self.plan(tuple(image.shape[1:]), tuple(preprocessed.shape[1:]), image.shape[0], bool(resample), True)
+        plan = self.plan(CaseShapes(tuple(image.shape[1:]), tuple(preprocessed.shape[1:]), image.shape[0], bool(resample), True))
         if self.on_start is not None:
             self.on_start(self.windows(preprocessed))
         t1 = time.perf_counter()
-        probs = self.network_probabilities(preprocessed)
+        probs, self.last_plan = self.network_probabilities(preprocessed, plan)
         t2 = time.perf_counter()
         restored = self.restore(probs, preprocessed)
         check_output_geometry(restored.permute(1, 2, 3, 0), geometry, "restored probabilities")
-        self.last_plan.fallback = "; ".join(self.engine.fallbacks) or None
         return restored.as_tensor(), {"preprocess": t1 - t0, "network": t2 - t1, "restore": time.perf_counter() - t2}
 
     def predict_image(self, image: MetaTensor, geometry: Geometry, keep_probabilities: bool = False) -> Prediction:
@@ -214,32 +223,32 @@ class Predictor:
         t0 = time.perf_counter()
         preprocessed = self.preprocess(image)
         resample = needs_resampling(preprocessed)
-        self.last_plan = plan = self.plan(tuple(image.shape[1:]), tuple(preprocessed.shape[1:]), image.shape[0], bool(resample), keep_probabilities)
+        plan = self.plan(CaseShapes(tuple(image.shape[1:]), tuple(preprocessed.shape[1:]), image.shape[0], bool(resample), keep_probabilities))
         if self.on_start is not None:
             self.on_start(self.windows(preprocessed))
         t1 = time.perf_counter()
         probabilities = None
         if keep_probabilities or resample is None:  # MONAI's whole-volume inverse of the float probabilities
-            probs = self.network_probabilities(preprocessed)
+            probs, plan = self.network_probabilities(preprocessed, plan)
             t2 = time.perf_counter()
             restored = self.restore(probs, preprocessed)
             check_output_geometry(restored.permute(1, 2, 3, 0), geometry, "restored probabilities")
             labels = self.head.to_labels(restored.as_tensor()[None])[0].numpy()
             probabilities = np.moveaxis(restored.numpy(), 0, -1).astype(np.float32) if keep_probabilities else None
         elif resample:  # probabilities resampled slab by slab, argmax on the fly
-            probs = self.network_probabilities(preprocessed)
+            probs, plan = self.network_probabilities(preprocessed, plan)
             t2 = time.perf_counter()
             labels = restore_labels(probs, preprocessed, self.head, self.head.torch_label_dtype, self.engine.slab_voxels)
             del probs
         else:  # orientation only: argmax on the network grid, then flip/permute the labels back
-            grid_labels = self.network_labels(preprocessed)
+            grid_labels, plan = self.network_labels(preprocessed, plan)
             t2 = time.perf_counter()
             labels = reorient_labels(grid_labels, preprocessed, preprocessed.applied_operations[0], preprocessed.affine)
         assert labels is not None
         if labels.shape != tuple(geometry.shape[:3]):
             raise RuntimeError(f"restored labels {labels.shape} != input {geometry.shape[:3]}")  # the geometry contract
         t3 = time.perf_counter()
-        plan.fallback = "; ".join(self.engine.fallbacks) or None
+        self.last_plan = plan
         timings.update(preprocess=t1 - t0, network=t2 - t1, restore=t3 - t2)
         if self.engine.compile_seconds is not None and not self._compile_reported:  # torch.compile's first call
             timings["compile_first_batch"], self._compile_reported = self.engine.compile_seconds, True
