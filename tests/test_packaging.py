@@ -25,7 +25,7 @@ def test_bundled_demo_pipeline_validates() -> None:
 
 def test_every_pipeline_yaml_validates(tmp_path: Path) -> None:
     from medseg.config import load_pipeline
-    from medseg.engine.stages import is_staged, load_stages
+    from medseg.config.stages import is_staged, load_stages
 
     for path in sorted((ROOT / "pipelines").glob("*.yaml")):
         if is_staged(path):

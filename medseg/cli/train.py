@@ -9,7 +9,8 @@ import typer
 
 from medseg.config import load_pipeline
 from medseg.engine import distributed
-from medseg.engine.stages import is_staged, run_stages
+from medseg.config.stages import is_staged
+from medseg.engine.stages import run_stages
 from medseg.engine.variants import create_trainer
 from medseg.errors import MedsegConfigError
 

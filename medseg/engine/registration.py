@@ -16,7 +16,7 @@ from monai.data import MetaTensor
 from torch import nn
 from torch.utils.data import Dataset
 
-from medseg.config import PipelineConfig
+from medseg.config import PipelineConfig, parse_output
 from medseg.data.pairs import Pair, discover_pairs, generate_pairs, split_pairs
 from medseg.model.package import build_network, core_network
 from medseg.engine.trainer import Trainer
@@ -131,9 +131,9 @@ class RegistrationTrainer(Trainer):
     """
 
     def __init__(self, config: PipelineConfig, run_dir: str | Path, **kwargs: Any) -> None:
-        kind = config.output.get("kind", "labels")
+        kind = config.output.kind
         if "output" not in config.model_fields_set or kind == "labels":
-            config = config.model_copy(update={"output": {**config.output, "kind": "displacement"}})
+            config = config.model_copy(update={"output": parse_output({"kind": "displacement"})})
         elif kind != "displacement":
             raise MedsegConfigError(f"output.kind: a registration pipeline outputs 'displacement', got '{kind}'")
         super().__init__(config, run_dir, **kwargs)

@@ -109,7 +109,7 @@ class SemiSupervisedTrainer(Trainer):
             config = config.model_copy(update={"semi_supervised": SemiSupervisedConfig()})
         super().__init__(config, run_dir, **kwargs)
         self.semi: SemiSupervisedConfig = config.semi_supervised  # type: ignore[assignment]
-        if config.output.get("kind", "labels") != "labels":
+        if config.output.kind != "labels":
             raise MedsegConfigError("semi_supervised: needs output kind 'labels' (softmax over classes)")
         self.axes = rotate_axes(config)
         self.iteration = 0

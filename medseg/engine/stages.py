@@ -1,111 +1,20 @@
-"""Staged pipelines: several trainings run in order from one YAML, each stage starting from earlier ones.
+"""Staged pipelines (the training side): run the stages of a staged YAML in order, each in its own run folder.
 
-A staged YAML is an ordinary pipeline YAML plus a ``stages:`` list. Each stage is a mapping with a ``name``
-and the keys it changes; it is deep-merged over the shared top-level keys (mappings merge key by key, any
-other value replaces), then validated as a whole pipeline. A string ``stage:NAME`` anywhere in a stage is
-the model package of the earlier stage ``NAME`` (``network.init_from``, ``roi.localiser``)::
-
-    name: liver_tumor_hdenseunet
-    data: {...}
-    stages:
-      - name: localiser
-        network: {name: unet, kwargs: {...}}
-      - name: dense2d
-        network: {name: dense_unet_2d, slice_axis: 2, slice_context: 1}
-        roi: {localiser: stage:localiser, labels: [1, 2]}
-      - name: hybrid
-        network: {name: hdenseunet, init_from: {path: stage:dense2d, target: net2d}}
-        roi: {localiser: stage:localiser, labels: [1, 2]}
-
-``medseg train staged.yaml --out RUN`` trains every stage into ``RUN/<stage>/`` (``--stage NAME`` runs one);
-the last stage's ``RUN/<stage>/model`` is the result. A synthetic dataset is generated once into
-``RUN/data`` and shared, so every stage sees the same cases and the same train/validation split (it
-depends on ``seed`` and ``data``, which stages should not change). ``--resume`` skips finished stages and
-resumes the interrupted one.
+The YAML's stages are merged and validated by :mod:`medseg.config.stages` (see there for the format).
 """
 
 from __future__ import annotations
 
-import copy
-import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medseg.config import PipelineConfig, read_yaml_mapping, validate_pipeline
+from medseg.config import PipelineConfig
+from medseg.config.stages import Stage, load_stages
 from medseg.data.registry import generate_phantom
-from medseg.model.package import read_manifest
-from medseg.progress import console
 from medseg.engine.variants import create_trainer
 from medseg.errors import MedsegConfigError, MedsegModelError, MedsegOutputError
-
-_STAGE_REF = re.compile(r"^stage:(?P<name>[A-Za-z0-9_.-]+)$")
-_STAGE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
-
-
-@dataclass
-class Stage:
-    """One validated stage: its name, its pipeline and its run folder."""
-
-    name: str
-    config: PipelineConfig
-    run_dir: Path
-
-
-def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """``override`` over ``base``: nested mappings merge key by key, other values replace (inputs untouched)."""
-    out = copy.deepcopy(base)
-    for key, value in override.items():
-        out[key] = deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else copy.deepcopy(value)
-    return out
-
-
-def _resolve_refs(node: Any, done: dict[str, Path], where: str) -> Any:
-    if isinstance(node, dict):
-        return {k: _resolve_refs(v, done, where) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_resolve_refs(v, done, where) for v in node]
-    if isinstance(node, str) and (match := _STAGE_REF.match(node)):
-        if match["name"] not in done:
-            raise MedsegConfigError(f"{where}: '{node}' does not name an earlier stage (earlier: {', '.join(done) or 'none'})")
-        return str(done[match["name"]] / "model")
-    return node
-
-
-def is_staged(path: str | Path) -> bool:
-    """Whether the YAML at ``path`` has a ``stages:`` list."""
-    return "stages" in read_yaml_mapping(Path(path))
-
-
-def load_stages(path: str | Path, run_dir: str | Path) -> list[Stage]:
-    """Validate every stage of a staged YAML for a run into ``run_dir`` (``stage:NAME`` refs resolved).
-
-    Raises:
-        MedsegConfigError: no/empty ``stages`` list, a stage without a valid unique ``name``, a reference to a
-        stage that does not come earlier, or any stage that is not a valid pipeline (named in one line).
-    """
-    path, run_dir = Path(path), Path(run_dir).resolve()
-    raw = read_yaml_mapping(path)
-    stages = raw.pop("stages", None)
-    if not isinstance(stages, list) or not stages:
-        raise MedsegConfigError(f"{path}: stages: expected a non-empty list of stages")
-    base_name = str(raw.get("name", path.stem))
-    done: dict[str, Path] = {}
-    out = []
-    for index, entry in enumerate(stages):
-        where = f"{path}: stages[{index}]"
-        if not isinstance(entry, dict) or not _STAGE_NAME.match(str(entry.get("name", ""))):
-            raise MedsegConfigError(f"{where}: each stage needs a 'name' (letters, digits, '_', '-', '.')")
-        entry = dict(entry)
-        name = str(entry.pop("name"))
-        if name in done or name == "data":
-            raise MedsegConfigError(f"{where}: stage name '{name}' is used twice or reserved")
-        merged = _resolve_refs(deep_merge(raw, entry), done, f"{where} ({name})")
-        merged["name"] = f"{base_name}_{name}"
-        config = validate_pipeline(merged, source=f"{where} ({name})", base_dir=path.parent)
-        done[name] = run_dir / name
-        out.append(Stage(name, config, run_dir / name))
-    return out
+from medseg.model.package import read_manifest
+from medseg.progress import console
 
 
 def _shared_data(stage: Stage, run_dir: Path) -> PipelineConfig:

@@ -5,7 +5,7 @@ Floors: ``model`` imports networks, transforms, io and config, never ``inference
 
 from __future__ import annotations
 
-from medseg.model.heads import HEADS, HeadConfig, HeadOptions, OutputHead, create_head
+from medseg.model.heads import HEADS, OutputHead, create_head
 from medseg.model.package import (
     MANIFEST,
     WEIGHTS,
@@ -24,8 +24,6 @@ __all__ = [
     "HEADS",
     "MANIFEST",
     "WEIGHTS",
-    "HeadConfig",
-    "HeadOptions",
     "ModelManifest",
     "ModelPackage",
     "OutputHead",

@@ -16,17 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError
 from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 from torch import nn
 
 from medseg._version import __version__
-from medseg.config import InferenceConfig, NetworkConfig, PreprocessConfig, RoiConfig, Strict, format_validation_error
+from medseg.config import InferenceConfig, NetworkConfig, OutputOptions, OutputSection, PreprocessConfig, RoiConfig, Strict, format_validation_error
 from medseg.errors import MedsegConfigError, MedsegModelError
 from medseg.io.atomic import atomic_dir, write_json
-from medseg.model.heads import HeadConfig, OutputHead, check_network, create_head, parse_head_options
-from medseg.model.heads.labels import LabelsOptions
+from medseg.model.heads import OutputHead, check_network, create_head
 from medseg.networks import create_network
 from medseg.networks.blocks.slicewise import SliceWise
 from medseg.networks.registry import core_network
@@ -55,7 +54,7 @@ class ModelManifest(Strict):
     medseg_version: str = __version__
     network: NetworkConfig
     #: the output head and its options (a discriminated union by ``kind``, see :mod:`medseg.model.heads`)
-    output: HeadConfig = Field(default_factory=LabelsOptions)
+    output: OutputSection = Field(default_factory=OutputOptions, validate_default=True)
     labels: dict[int, str]
     modalities: list[str]
     preprocess: PreprocessConfig
@@ -65,11 +64,6 @@ class ModelManifest(Strict):
     #: cascade: ``roi.localiser`` is a package folder inside this one (see :mod:`medseg.inference.cascade`)
     roi: RoiConfig | None = None
     segments: dict[int, SegmentStyle] = Field(default_factory=dict)
-
-    @field_validator("output", mode="before")
-    @classmethod
-    def _head_options(cls, value: Any) -> Any:
-        return parse_head_options(value)  # one-line MedsegConfigError naming output.<key>
 
 
 def build_network(config: NetworkConfig) -> nn.Module:

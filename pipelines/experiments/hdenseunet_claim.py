@@ -38,7 +38,8 @@ import yaml
 
 from medseg.config import bundled_pipeline
 from medseg.model.package import ModelPackage, core_network, load_model_package
-from medseg.engine.stages import load_stages, run_stages
+from medseg.config.stages import load_stages
+from medseg.engine.stages import run_stages
 from medseg.engine.variants import create_trainer
 from medseg.model.heads import create_head
 from medseg.inference.predictor import Predictor

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from medseg.engine.stages import deep_merge, is_staged, load_stages, run_stages
+from medseg.config.stages import deep_merge, is_staged, load_stages
+from medseg.engine.stages import run_stages
 from medseg.errors import MedsegConfigError, MedsegOutputError
 from tests.conftest import TINY_PIPELINE
 
@@ -23,6 +24,13 @@ def test_deep_merge_merges_mappings_and_replaces_the_rest() -> None:
     merged = deep_merge(base, {"train": {"epochs": 5}, "network": {"kwargs": {"b": 2}}, "x": [2]})
     assert merged == {"train": {"epochs": 5, "lr": 0.1}, "network": {"name": "unet", "kwargs": {"a": 1, "b": 2}}, "x": [2]}
     assert base["train"]["epochs"] == 2
+
+
+def test_deep_merge_replaces_a_section_of_another_kind() -> None:
+    """A stage's ``output: {kind: labels}`` over ``{kind: liver_tumor, ...}`` keeps none of liver_tumor's options."""
+    base = {"output": {"kind": "liver_tumor", "liver_threshold": 0.5}}
+    assert deep_merge(base, {"output": {"kind": "labels"}}) == {"output": {"kind": "labels"}}
+    assert deep_merge(base, {"output": {"liver_threshold": 0.4}}) == {"output": {"kind": "liver_tumor", "liver_threshold": 0.4}}
 
 
 def test_stages_resolve_earlier_stages_and_share_the_top(tmp_path: Path) -> None:

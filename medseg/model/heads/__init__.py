@@ -1,53 +1,13 @@
 """Output heads, one module per ``output.kind``: labels, liver_tumor, nested, nested_softmax, regions,
-displacement (see :mod:`medseg.model.heads.base`).
+displacement (see :mod:`medseg.model.heads.base`). Each module registers its head and its typed options; the
+registries import them when first asked, so adding a head means adding one file here.
 
-:data:`HeadConfig` is the typed ``output`` section of a model package: the discriminated union (by ``kind``)
-of the heads' option models. :func:`~medseg.model.heads.base.parse_head_options` validates a raw section with one-line errors.
+The ``output`` section of a pipeline and of ``medseg.json`` is validated by the options model of its ``kind``
+(:data:`medseg.config.OutputSection`: a union of the registered models, discriminated by ``kind``).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Union
+from medseg.model.heads.base import HEADS, LabelDiceScorer, OutputHead, ValidationScorer, check_network, create_head, register_head
 
-from pydantic import Field
-
-from medseg.model.heads import displacement, labels, liver_tumor, nested, nested_softmax, regions
-from medseg.model.heads.base import (
-    HEADS,
-    HeadOptions,
-    LabelDiceScorer,
-    OutputHead,
-    ValidationScorer,
-    check_network,
-    create_head,
-    parse_head_options,
-    register_head,
-)
-
-_OPTION_MODELS = tuple(m.__dict__[name] for m, name in (
-    (labels, "LabelsOptions"),
-    (liver_tumor, "LiverTumorOptions"),
-    (nested, "NestedOptions"),
-    (nested_softmax, "NestedSoftmaxOptions"),
-    (regions, "RegionsOptions"),
-    (displacement, "DisplacementOptions"),
-))
-
-if TYPE_CHECKING:
-    HeadConfig = HeadOptions
-else:
-    #: the ``output`` section: one of the heads' option models, chosen by ``kind``
-    HeadConfig = Annotated[Union[_OPTION_MODELS], Field(discriminator="kind")]  # noqa: UP007 (a runtime tuple)
-
-__all__ = [
-    "HEADS",
-    "HeadConfig",
-    "HeadOptions",
-    "LabelDiceScorer",
-    "OutputHead",
-    "ValidationScorer",
-    "check_network",
-    "create_head",
-    "parse_head_options",
-    "register_head",
-]
+__all__ = ["HEADS", "LabelDiceScorer", "OutputHead", "ValidationScorer", "check_network", "create_head", "register_head"]

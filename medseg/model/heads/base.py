@@ -3,8 +3,8 @@
 The predictor, the trainer's validation, the metrics and the CLI only talk to a head, so outputs that are not
 a softmax over classes (the nested multi-level activation, displacement fields) slot in without special cases.
 A head is named by ``output.kind`` in the model package; its options are a typed pydantic model
-(:class:`HeadOptions` subclass, registered with the head) and ``medseg.json``'s ``output`` section is the
-discriminated union of them by ``kind`` (:data:`medseg.model.heads.HeadConfig`).
+(a :class:`~medseg.config.OutputOptions` subclass, registered with the head) and ``medseg.json``'s ``output`` section is the
+discriminated union of them by ``kind`` (:data:`medseg.config.OutputSection`).
 
 Besides decoding, a head states what depends on it: whether its probabilities are categorical (a softmax:
 one distribution over all channels) or independent per channel (:attr:`OutputHead.categorical`), the
@@ -23,9 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pydantic import ValidationError
-
-from medseg.config import Strict, format_validation_error
+from medseg.config import OUTPUT_KINDS, OutputOptions, parse_output
 from medseg.errors import MedsegConfigError
 from medseg.io.image_io import label_dtype_for
 from medseg.metrics.dice import DiceAccumulator
@@ -33,22 +31,18 @@ from medseg.networks.registry import core_network
 from medseg.registry import Registry
 
 
-class HeadOptions(Strict):
-    """Base of every head's options (the ``output`` section): ``kind`` names the head."""
-
-    kind: str
-
-
-#: heads by ``output.kind``; metadata ``options``: the head's :class:`HeadOptions` model
+#: heads by ``output.kind``; metadata ``options``: the head's :class:`OutputOptions` model
 HEADS: Registry[type[OutputHead]] = Registry("output kind", packages=["medseg.model.heads"], option="output.kind")
 
 
-def register_head(kind: str, options: type[HeadOptions]) -> Callable[[type[OutputHead]], type[OutputHead]]:
-    """Class decorator registering a head for ``output.kind == kind`` with its options model."""
+def register_head(kind: str, options: type[OutputOptions]) -> Callable[[type[OutputHead]], type[OutputHead]]:
+    """Class decorator registering a head for ``output.kind == kind``, and its options model for the ``output``
+    section (:data:`medseg.config.OUTPUT_KINDS`)."""
 
     def decorator(cls: type[OutputHead]) -> type[OutputHead]:
         cls.kind = kind
         HEADS.add(kind, cls, options=options)
+        OUTPUT_KINDS.add(kind, options)
         return cls
 
     return decorator
@@ -59,7 +53,7 @@ class OutputHead:
 
     Args:
         labels: ``{label value: name}`` of the model package, background included.
-        **options: the head's options (fields of its :class:`HeadOptions` model other than ``kind``).
+        **options: the head's options (fields of its :class:`OutputOptions` model other than ``kind``).
     """
 
     kind: ClassVar[str] = "base"
@@ -196,38 +190,18 @@ def check_network(head: OutputHead, network: nn.Module) -> None:
 
 
 
-def parse_head_options(raw: dict[str, Any] | HeadOptions, source: str = "") -> HeadOptions:
-    """Validate an ``output`` section (``{"kind": "nested", "threshold": 0.5}``) into its head's options.
-
-    Raises:
-        MedsegConfigError: ``<source>: output.threshold: ...`` (one line), or an unknown kind with a did-you-mean.
-    """
-    if isinstance(raw, HeadOptions):
-        return raw
-    kind = raw.get("kind", "labels")
-    HEADS.entry(str(kind))  # unknown kind: the registry's did-you-mean message
-    options = HEADS.metadata(str(kind))["options"]
-    try:
-        return options.model_validate({**raw, "kind": kind})
-    except ValidationError as exc:
-        message = format_validation_error(exc, options, source, prefix="output")
-        raise MedsegConfigError(message[2:] if message.startswith(": ") else message) from None
-
-
-def create_head(options: HeadOptions | dict[str, Any], labels: dict[int, str]) -> OutputHead:
+def create_head(options: OutputOptions | dict[str, Any], labels: dict[int, str]) -> OutputHead:
     """The head of an ``output`` section (validated here when it is still a raw mapping)."""
-    options = parse_head_options(options)
+    options = parse_output(options)
     return HEADS.get(options.kind)(labels, **options.model_dump(exclude={"kind"}))
 
 
 __all__ = [
     "HEADS",
-    "HeadOptions",
     "LabelDiceScorer",
     "OutputHead",
     "ValidationScorer",
     "check_network",
     "create_head",
-    "parse_head_options",
     "register_head",
 ]

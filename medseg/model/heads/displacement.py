@@ -11,10 +11,11 @@ from typing import Literal
 import torch
 
 from medseg.errors import MedsegModelError
-from medseg.model.heads.base import HeadOptions, OutputHead, register_head
+from medseg.config import OutputOptions
+from medseg.model.heads.base import OutputHead, register_head
 
 
-class DisplacementOptions(HeadOptions):
+class DisplacementOptions(OutputOptions):
     """``output: {kind: displacement}`` (no options)."""
 
     kind: Literal["displacement"] = "displacement"

@@ -6,10 +6,11 @@ from typing import Literal
 
 import torch
 
-from medseg.model.heads.base import HeadOptions, OutputHead, register_head
+from medseg.config import OutputOptions
+from medseg.model.heads.base import OutputHead, register_head
 
 
-class LabelsOptions(HeadOptions):
+class LabelsOptions(OutputOptions):
     """``output: {kind: labels}`` (no options)."""
 
     kind: Literal["labels"] = "labels"

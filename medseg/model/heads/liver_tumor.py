@@ -19,12 +19,13 @@ from pydantic import Field
 from scipy import ndimage
 
 from medseg.errors import MedsegConfigError
-from medseg.model.heads.base import HeadOptions, register_head
+from medseg.config import OutputOptions
+from medseg.model.heads.base import register_head
 from medseg.model.heads.labels import SoftmaxLabels
 from medseg.transforms.roi import largest_component
 
 
-class LiverTumorOptions(HeadOptions):
+class LiverTumorOptions(OutputOptions):
     """``output: {kind: liver_tumor, ...}`` (the defaults are the released code's; see :class:`LiverTumorLabels`)."""
 
     kind: Literal["liver_tumor"] = "liver_tumor"

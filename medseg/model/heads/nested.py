@@ -36,12 +36,13 @@ from medseg.data.brats_labels import (
     levels_to_labels,
 )
 from medseg.errors import MedsegConfigError
-from medseg.model.heads.base import HeadOptions, OutputHead, ValidationScorer, register_head
+from medseg.config import OutputOptions
+from medseg.model.heads.base import OutputHead, ValidationScorer, register_head
 from medseg.metrics.brats import region_counts
 from medseg.metrics.dice import dice_from_counts
 
 
-class NestedOptions(HeadOptions):
+class NestedOptions(OutputOptions):
     """``output: {kind: nested, threshold: 0.5}``: a voxel is inside region k when ``p_k > threshold``."""
 
     kind: Literal["nested"] = "nested"

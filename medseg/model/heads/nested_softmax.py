@@ -11,11 +11,12 @@ from typing import Literal
 import torch
 
 from medseg.data.brats_labels import LEVEL_NAMES
-from medseg.model.heads.base import HeadOptions, register_head
+from medseg.config import OutputOptions
+from medseg.model.heads.base import register_head
 from medseg.model.heads.nested import NestedBase
 
 
-class NestedSoftmaxOptions(HeadOptions):
+class NestedSoftmaxOptions(OutputOptions):
     """``output: {kind: nested_softmax}`` (no options)."""
 
     kind: Literal["nested_softmax"] = "nested_softmax"

@@ -13,11 +13,12 @@ import torch
 from pydantic import Field
 
 from medseg.data.brats_labels import REGION_NAMES, regions_to_levels
-from medseg.model.heads.base import HeadOptions, register_head
+from medseg.config import OutputOptions
+from medseg.model.heads.base import register_head
 from medseg.model.heads.nested import NestedBase
 
 
-class RegionsOptions(HeadOptions):
+class RegionsOptions(OutputOptions):
     """``output: {kind: regions, threshold: 0.5}``."""
 
     kind: Literal["regions"] = "regions"
