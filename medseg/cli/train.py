@@ -7,12 +7,8 @@ from pathlib import Path
 
 import typer
 
-from medseg.config import load_pipeline
 from medseg.engine import distributed
-from medseg.config.stages import is_staged
-from medseg.engine.stages import run_stages
-from medseg.engine.variants import create_trainer
-from medseg.errors import MedsegConfigError
+from medseg.engine.run import train_pipeline
 
 
 def train(
@@ -30,22 +26,7 @@ def train(
     Multi-GPU / multi-node: start it with torchrun (DDP; rank 0 logs, checkpoints and exports), e.g.
     ``torchrun --nproc_per_node=4 -m medseg train CONFIG -o RUN``.
     """
-    if is_staged(config):
-        try:
-            summary = run_stages(config, out, stage, device=device, resume=resume, epochs=epochs, force=force, progress=not quiet)
-        finally:
-            distributed.finish()
-        if distributed.is_main():
-            typer.echo(json.dumps(summary, indent=2))
-            typer.echo(f"model package: {summary['model']}")
-        return
-    if stage is not None:
-        raise MedsegConfigError(f"--stage: {config} is not a staged pipeline (it has no 'stages:' list)")
-    pipeline = load_pipeline(config)
-    try:
-        summary = create_trainer(pipeline, out, device=device, resume=resume, epochs=epochs, force=force, progress=not quiet).fit()
-    finally:
-        distributed.finish()
+    summary = train_pipeline(config, out, stage=stage, device=device, resume=resume, epochs=epochs, force=force, progress=not quiet)
     if distributed.is_main():
         typer.echo(json.dumps(summary, indent=2))
         typer.echo(f"model package: {summary['model']}")

@@ -35,7 +35,7 @@ FLOORS: dict[str, int] = {
     "inference": 7,
     "engine": 8,
     "gateway": 9,
-    "api": 10,
+    "api": 10,  # medseg.api: the public Python API
     "cli": 11,
     "__main__": 12,
     "": 12,  # medseg/__init__.py: the public API, lazy
