@@ -58,6 +58,7 @@ __all__ = [
     "bundled_pipeline",
     "format_validation_error",
     "load_pipeline",
+    "parse_output",
     "read_yaml_mapping",
     "validate_pipeline",
 ]

@@ -7,7 +7,7 @@ code that uses it, so that the pipeline schema can name it.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field, field_validator
 

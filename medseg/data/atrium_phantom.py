@@ -45,7 +45,7 @@ class AtriumPhantomSpec:
     noise: float = 0.07
 
 
-def tube(grid: Sequence[np.ndarray], start: Sequence[float], end: Sequence[float], radius: float) -> np.ndarray:
+def tube(grid: Sequence[np.ndarray], start: Sequence[float] | np.ndarray, end: Sequence[float] | np.ndarray, radius: float) -> np.ndarray:
     """Boolean mask of the points within ``radius`` mm of the segment ``start``-``end`` (mm)."""
     a, b = np.asarray(start, dtype=np.float32), np.asarray(end, dtype=np.float32)
     ab = b - a

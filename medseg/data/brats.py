@@ -40,7 +40,7 @@ _NIFTI = re.compile(r"^(?P<stem>.+)\.nii(\.gz)?$", re.IGNORECASE)
 
 def _nifti_stems(folder: Path) -> dict[str, Path]:
     """``{file stem (lower case): path}`` of the NIfTI files directly inside ``folder``."""
-    out = {}
+    out: dict[str, Path] = {}
     for path in folder.iterdir():
         match = _NIFTI.match(path.name)
         if match and path.is_file() and not path.name.startswith("."):

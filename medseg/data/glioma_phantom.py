@@ -83,7 +83,8 @@ class GliomaPhantomSpec:
         unknown = sorted(set(options) - names)
         if unknown:
             raise MedsegConfigError(f"data.synthetic.options: unknown glioma_phantom option(s) {unknown}; known: {sorted(names)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in options.items()})
+        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
+        return cls(**values)
 
 
 def _brain(grid: Sequence[np.ndarray], fov: np.ndarray, spacing: Sequence[float], rng: np.random.Generator) -> tuple[np.ndarray, ...]:
@@ -212,7 +213,8 @@ def make_glioma_dataset(
     _check_convention(convention)
     spec = GliomaPhantomSpec.from_options(options)
     root = Path(root)
-    training, test = [], []
+    training: list[dict[str, Any]] = []
+    test: list[dict[str, Any]] = []
     for index, images, label, affine in _cases(n_train + n_test, seed, spec, orientations, convention):
         name, split = f"glioma_{index:03d}", "Tr" if index < n_train else "Ts"
         paths = [f"./images{split}/{name}_{c:04d}.nii.gz" for c in range(len(images))]

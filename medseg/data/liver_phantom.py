@@ -185,7 +185,8 @@ def make_liver_dataset(
     unknown = sorted(set(options) - known)
     if unknown:
         raise TypeError(f"unknown liver_phantom option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    spec = LiverPhantomSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in options.items()})
+    values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
+    spec = LiverPhantomSpec(**values)
     description = {
         "name": "medseg liver phantom",
         "description": "Synthetic abdomen CT with liver and tumours (medseg.data.liver_phantom)",

@@ -348,6 +348,7 @@ def write_pairs(
         pair_kwargs: passed to :func:`make_pair` (contrasts, deformation, intensity, ...).
     """
     from medseg.io import Geometry, atomic_dir, write_image, write_json
+    from medseg.io.image_io import Kind
 
     if n_pairs < 1:
         raise ValueError(f"n_pairs must be positive, got {n_pairs}")
@@ -361,7 +362,7 @@ def write_pairs(
             geometry = Geometry(shape=pair.fixed.shape, affine=pair.affine)
             section, name = ("pairs", f"pair_{i:03d}") if i < n_pairs else ("test", f"test_{i - n_pairs:03d}")
             entry = {"name": name, "fixed_contrast": pair.fixed_contrast, "moving_contrast": pair.moving_contrast}
-            kinds = {"fixed": "image", "moving": "image", "fixed_labels": "label", "moving_labels": "label"}
+            kinds: dict[str, Kind] = {"fixed": "image", "moving": "image", "fixed_labels": "label", "moving_labels": "label"}
             for key, kind in kinds.items():
                 rel = f"{name}/{key}.nii.gz"
                 write_image(tmp / rel, getattr(pair, key), geometry, kind=kind)

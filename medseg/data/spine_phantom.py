@@ -64,7 +64,8 @@ class SpinePhantomSpec:
         unknown = sorted(set(options) - known)
         if unknown:
             raise TypeError(f"unknown spine phantom option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in options.items()})
+        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
+        return cls(**values)
 
 
 @dataclass
@@ -249,7 +250,8 @@ def make_spine_dataset(
     """
     spec = SpinePhantomSpec.from_options(**options)
     root = Path(root)
-    training, test = [], []
+    training: list[dict[str, Any]] = []
+    test: list[dict[str, Any]] = []
     for index in range(n_train + n_test):
         images, label, affine = spine_phantom(seed * 10_000 + index, spec)
         code = orientations[index % len(orientations)]

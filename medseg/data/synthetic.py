@@ -43,8 +43,8 @@ def smooth_noise(shape: Sequence[int], sigma_vox: float | Sequence[float], rng: 
 
 def irregular_blob(
     grid: Sequence[np.ndarray],
-    centre_mm: Sequence[float],
-    radii_mm: Sequence[float],
+    centre_mm: Sequence[float] | np.ndarray,
+    radii_mm: Sequence[float] | np.ndarray,
     rng: np.random.Generator,
     irregularity: float = 0.15,
     spacing: Sequence[float] = (1.0, 1.0, 1.0),
@@ -180,7 +180,8 @@ def write_phantom_dataset(
     if not 0 <= unlabelled < max(n_train, 1):
         raise ValueError(f"unlabelled must be in [0, n_train), got {unlabelled} for n_train={n_train}")
     root = Path(root)
-    training, test = [], []
+    training: list[dict[str, Any]] = []
+    test: list[dict[str, Any]] = []
     for index in range(n_train + n_test):
         image, label, affine = make_case(seed * 10_000 + index)
         code = orientations[index % len(orientations)]

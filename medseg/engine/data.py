@@ -100,7 +100,7 @@ def epoch_loader(dataset: Dataset, config: PipelineConfig, epoch_seed: int) -> D
     Under torchrun each rank draws a disjoint share of the cases (``DistributedSampler`` seeded with
     ``epoch_seed``, the same on every rank) and its workers' augmentations from a rank-specific seed.
     """
-    sampler = None
+    sampler: DistributedSampler[Any] | None = None
     if distributed.active():
         sampler = DistributedSampler(dataset, shuffle=True, seed=epoch_seed)
         epoch_seed = int(np.random.SeedSequence([epoch_seed, distributed.rank()]).generate_state(1)[0])

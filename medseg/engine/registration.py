@@ -8,6 +8,7 @@ fixed ones, folding). The loop, checkpoints, exact resume, logs and export are :
 from __future__ import annotations
 
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -89,7 +90,7 @@ class PairDataset(Dataset):
         shape = tuple(on_grid["fixed"].shape[1:])
         tensors = {k: v.as_tensor().float() for k, v in on_grid.items()}
         if self.training:
-            size = [max(s, p) for s, p in zip(shape, self.patch, strict=True)]
+            size: Sequence[int] = [max(s, p) for s, p in zip(shape, self.patch, strict=True)]
             window = random_crop_slices(size, self.patch)
             out = {k: pad_to(v, size)[0][(slice(None), *window)] for k, v in tensors.items()}
             return {"case": pair["case"], **self._augment(out)}
@@ -168,7 +169,8 @@ class RegistrationTrainer(Trainer):
         if terms_fn is None:
             return {"loss": self.loss_fn(prediction, fixed, moving)}
         terms = terms_fn(prediction, fixed, moving)
-        total = sum((self.loss_fn.weights[k] * v for k, v in terms.items()), fixed.new_zeros(()))
+        weights: dict[str, float] = self.loss_fn.weights  # type: ignore[assignment]  # the registration losses' term weights
+        total = sum((weights[k] * v for k, v in terms.items()), fixed.new_zeros(()))
         return {"loss": total, **{f"loss_{k}": v.detach() for k, v in terms.items()}}
 
     @torch.no_grad()

@@ -75,6 +75,11 @@ class Trainer:
     #: DDP option for variants whose forward leaves some parameters unused
     ddp_find_unused_parameters = False
 
+    #: training data (patches of a MONAI dataset; the variants' own datasets)
+    train_ds: Any
+    #: validation cases (a ValidationSet; the registration variant: a dataset of its pairs)
+    val_ds: Any
+
     def __init__(
         self,
         config: PipelineConfig,

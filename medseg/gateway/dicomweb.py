@@ -26,7 +26,7 @@ def find_image_series(url: str, study_uid: str, token_env: str | None = None) ->
         raise MedsegInputError(url, f"QIDO-RS search of study {study_uid} failed ({' '.join(str(exc).split())[:200]})") from exc
     value = lambda item, tag: (item.get(tag, {}).get("Value") or [""])[0]  # noqa: E731
     series = [{"series_uid": value(s, _SERIES_UID), "modality": value(s, _MODALITY), "instances": int(value(s, _COUNT) or 0)} for s in found]
-    return sorted(series, key=lambda s: -int(s["instances"]))  # type: ignore[call-overload]
+    return sorted(series, key=lambda s: -int(s["instances"]))
 
 
 def fetch_series(url: str, study_uid: str, series_uid: str | None, folder: Path, token_env: str | None = None) -> list[Path]:

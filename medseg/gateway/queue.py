@@ -163,7 +163,7 @@ class JobQueue:
                 (info.series_uid, info.study_uid, model, route, now),
             )
             db.execute("UPDATE series SET state='closed' WHERE series_uid=?", (info.series_uid,))
-            return int(cur.lastrowid) if cur.rowcount else None
+            return int(cur.lastrowid) if cur.rowcount and cur.lastrowid is not None else None
 
     def claim(self, limit: int, now: float | None = None) -> list[Job]:
         """Move up to ``limit`` due pending jobs to ``running`` (attempts + 1) and return them."""

@@ -81,14 +81,15 @@ class StoreSCP:
 
     def start(self) -> None:
         from pynetdicom import ALL_TRANSFER_SYNTAXES, AE, AllStoragePresentationContexts, evt
-        from pynetdicom.sop_class import Verification
+        from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]  # generated at import time
 
         ae = AE(ae_title=self.config.ae_title)
         ae.maximum_associations = 32
         for context in AllStoragePresentationContexts:  # all of them: non-image classes get a status, not a rejection
-            ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+            if context.abstract_syntax is not None:
+                ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
         ae.add_supported_context(Verification)
-        handlers = [(evt.EVT_REQUESTED, self._on_requested), (evt.EVT_C_STORE, self._on_store)]
+        handlers: list[Any] = [(evt.EVT_REQUESTED, self._on_requested), (evt.EVT_C_STORE, self._on_store)]
         self._server = ae.start_server(
             (self.config.host, self.config.port), block=False, evt_handlers=handlers, ssl_context=self.tls
         )

@@ -39,7 +39,7 @@ def grid_shape(spatial: Sequence[MapTransform], shape: Sequence[int], affine: np
 
     data: Any = {"image": MetaTensor(torch.zeros(1).expand(channels, *shape), affine=torch.as_tensor(affine))}
     for t in spatial:
-        lazy = copy.deepcopy(t)
+        lazy: Any = copy.deepcopy(t)
         lazy.lazy = True
         data = lazy(data)
     return tuple(int(s) for s in data["image"].peek_pending_shape())

@@ -212,13 +212,7 @@ class Predictor:
         the device then orientation only, or slab-wise resampling with argmax on the fly (see
         :mod:`medseg.inference.restore`)."""
         if self.cascade is not None:
-            probs, timings, info = self.input_grid_probabilities(image, geometry)
-            t0 = time.perf_counter()
-            labels = self.head.to_labels(probs[None])[0].cpu().numpy()
-            timings["labels"] = time.perf_counter() - t0
-            labels = labels.astype(self.head.label_dtype)
-            probabilities = np.moveaxis(probs.cpu().numpy(), 0, -1).astype(np.float32) if keep_probabilities else None
-            return Prediction(labels, probabilities, geometry, timings, info)
+            return self._predict_through_cascade(image, geometry, keep_probabilities)
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         preprocessed = self.preprocess(image)
@@ -228,6 +222,7 @@ class Predictor:
             self.on_start(self.windows(preprocessed))
         t1 = time.perf_counter()
         probabilities = None
+        labels: np.ndarray | None
         if keep_probabilities or resample is None:  # MONAI's whole-volume inverse of the float probabilities
             probs, plan = self.network_probabilities(preprocessed, plan)
             t2 = time.perf_counter()
@@ -254,6 +249,15 @@ class Predictor:
             timings["compile_first_batch"], self._compile_reported = self.engine.compile_seconds, True
         labels = labels.astype(self.head.label_dtype, copy=False)
         return Prediction(labels, probabilities, geometry, timings)
+
+    def _predict_through_cascade(self, image: MetaTensor, geometry: Geometry, keep_probabilities: bool) -> Prediction:
+        """The cascade's float probabilities in the input grid, decoded by the head on the whole volume."""
+        probs, timings, info = self.input_grid_probabilities(image, geometry)
+        t0 = time.perf_counter()
+        labels = self.head.to_labels(probs[None])[0].cpu().numpy().astype(self.head.label_dtype)
+        timings["labels"] = time.perf_counter() - t0
+        probabilities = np.moveaxis(probs.cpu().numpy(), 0, -1).astype(np.float32) if keep_probabilities else None
+        return Prediction(labels, probabilities, geometry, timings, info)
 
     def load(self, images: Sequence[str | Path]) -> tuple[MetaTensor, Geometry]:
         """Read the modalities of one case (checked against the package's modality count)."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -68,7 +68,8 @@ def reorient_labels(labels: torch.Tensor, preprocessed: MetaTensor, orientation_
     out = MetaTensor(labels[None], meta=copy.deepcopy(preprocessed.meta))
     out.affine = affine
     out.applied_operations = [op]
-    return Orientation(axcodes="RAS").inverse(out).as_tensor()[0].numpy()
+    restored = cast(MetaTensor, Orientation(axcodes="RAS").inverse(out))
+    return restored.as_tensor()[0].numpy()
 
 
 @torch.inference_mode()
@@ -101,7 +102,7 @@ def restore_labels(
     oriented_affine = torch.as_tensor(info["src_affine"], dtype=torch.float64)
     oriented_shape = tuple(int(s) for s in resample_op[TraceKeys.ORIG_SIZE])
     resample = SpatialResample(
-        mode=info["mode"], padding_mode=info["padding_mode"], align_corners=False if info["align_corners"] == TraceKeys.NONE else info["align_corners"], dtype=torch.float32
+        mode=info["mode"], padding_mode=info["padding_mode"], align_corners=False if info["align_corners"] == TraceKeys.NONE else info["align_corners"], dtype=np.float32
     )
     grid_shape = tuple(probabilities.shape[1:])
     labels = torch.empty(oriented_shape, dtype=dtype)
@@ -112,7 +113,7 @@ def restore_labels(
         dst_shape = (b - a, *oriented_shape[1:])
         box = _source_box(net_affine, dst_affine, dst_shape, grid_shape)
         crop = MetaTensor(probabilities[(slice(None), *box)].float(), affine=net_affine @ _translate(tuple(float(s.start) for s in box)))
-        slab = resample(crop, dst_affine=dst_affine, spatial_size=dst_shape)
+        slab = cast(MetaTensor, resample(crop, dst_affine=dst_affine, spatial_size=dst_shape))
         labels[a:b] = head.to_labels(slab.as_tensor()[None])[0].to(dtype).cpu()
     return reorient_labels(labels, preprocessed, orientation_op, oriented_affine)
 

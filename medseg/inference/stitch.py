@@ -66,7 +66,7 @@ class WindowGrid:
         pad = tuple(((p - s) // 2, (p - s) - (p - s) // 2) for s, p in zip(size, padded))
         interval = scan_interval(padded, roi, overlap)
         slices = dense_patch_slices(padded, roi, interval, return_slice=False)
-        starts = np.asarray([[s[0] for s in sl] for sl in slices], dtype=np.int64).reshape(-1, len(size))
+        starts = np.asarray([[s[0] for s in sl] for sl in slices], dtype=np.int64).reshape(-1, len(size))  # type: ignore[index]  # return_slice=False: index tuples
         return cls(size, padded, roi, pad, starts)
 
     @property
@@ -124,7 +124,8 @@ class Stitched:
             s0 = int(grid.starts[i, 0])
             a, b = max(lo, s0), min(hi, s0 + r0)
             rest = grid.window(int(i))[1:]
-            out[(0, 0, slice(a - lo, b - lo), *rest)] += self.weights[(slice(a - s0, b - s0),)]
+            index: tuple[int | slice, ...] = (0, 0, slice(a - lo, b - lo), *rest)
+            out[index] += self.weights[(slice(a - s0, b - s0),)]
         return out
 
     def slabs(self, slab: int) -> Iterator[tuple[int, int, torch.Tensor]]:
@@ -191,7 +192,8 @@ def stitch(
             accum = new_accumulator((batch, out.shape[1], *grid.padded), accumulate, stitch_device)
         weighted = (out.mul_(weights_sw) if out.dtype == torch.float32 else out.float() * weights_sw).to(stitch_device, accumulate)
         for k, (b, w) in enumerate(where):
-            accum[(b, slice(None), *w)] += weighted[k]
+            target: tuple[int | slice, ...] = (b, slice(None), *w)
+            accum[target] += weighted[k]
         if on_windows is not None:
             on_windows(len(where))
     assert accum is not None

@@ -10,6 +10,8 @@ does not read (enhanced multi-frame, Siemens MOSAIC).
 
 from __future__ import annotations
 
+from typing import Any
+
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,22 +94,22 @@ def scan_folder(folder: str | Path) -> FolderScan:
     return scan
 
 
-def check_complete(path: Path, ds: object) -> None:
+def check_complete(path: Path, ds: Any) -> None:
     """Refuse a file whose pixel data is missing or shorter than its header says (a truncated file).
 
     Native pixel data must hold Rows x Columns x SamplesPerPixel x BitsAllocated/8 x frames bytes and end
     inside the file; compressed (encapsulated) pixel data is decoded once by GDCM, the only reliable test.
     """
     size = path.stat().st_size
-    element = ds.get_item("PixelData") if "PixelData" in ds else None  # type: ignore[attr-defined]
+    element = ds.get_item("PixelData") if "PixelData" in ds else None
     if element is None:
         raise MedsegInputError(path, f"truncated DICOM file: it ends ({size} bytes) before its pixel data")
     length = getattr(element, "length", None)
     tell = getattr(element, "value_tell", None)
     if length is not None and length != _UNDEFINED and tell is not None:
         try:
-            expected = int(ds.Rows) * int(ds.Columns) * int(getattr(ds, "SamplesPerPixel", 1) or 1)  # type: ignore[attr-defined]
-            expected = expected * int(ds.BitsAllocated) // 8 * int(float(getattr(ds, "NumberOfFrames", 1) or 1))  # type: ignore[attr-defined]
+            expected = int(ds.Rows) * int(ds.Columns) * int(getattr(ds, "SamplesPerPixel", 1) or 1)
+            expected = expected * int(ds.BitsAllocated) // 8 * int(float(getattr(ds, "NumberOfFrames", 1) or 1))
         except (AttributeError, TypeError, ValueError):
             raise MedsegInputError(path, "DICOM image without Rows, Columns or BitsAllocated (truncated or corrupt header)") from None
         present = max(0, min(length, size - tell))
@@ -122,10 +124,10 @@ def check_complete(path: Path, ds: object) -> None:
         raise MedsegInputError(path, "truncated or corrupt DICOM file: GDCM cannot decode its compressed pixel data") from exc
 
 
-def check_supported(path: Path, ds: object) -> None:
+def check_supported(path: Path, ds: Any) -> None:
     """Refuse, by name, image types that are not one slice per file: multi-frame (enhanced) and MOSAIC."""
     image_type = [str(v).strip().upper() for v in (getattr(ds, "ImageType", None) or [])]
-    if "MOSAIC" in image_type or MOSAIC_TAG in ds:  # type: ignore[operator]
+    if "MOSAIC" in image_type or MOSAIC_TAG in ds:
         raise MedsegInputError(
             path, "Siemens MOSAIC image (several slices tiled in one image) is not supported; "
             "convert it to single slices or NIfTI first (e.g. with dcm2niix)"

@@ -60,7 +60,7 @@ def write_dicom_series(
     """
     require_pydicom()
     from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
     if modality not in SOP_CLASSES:
         raise ValueError(f"modality must be one of {', '.join(SOP_CLASSES)}")
@@ -78,9 +78,9 @@ def write_dicom_series(
     now = datetime(2024, 1, 1, 12, 0, 0)
     written = []
     for k in range(pixels.shape[2]):
-        sop_uid = uid("sop", series_number, k)
+        sop_uid = UID(uid("sop", series_number, k))
         meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = SOP_CLASSES[modality]
+        meta.MediaStorageSOPClassUID = UID(SOP_CLASSES[modality])
         meta.MediaStorageSOPInstanceUID = sop_uid
         meta.TransferSyntaxUID = ExplicitVRLittleEndian
         ds = Dataset()

@@ -17,12 +17,15 @@ Registered as ``loss.name: nested`` (:class:`NestedLoss`, for the ``nested`` and
 
 from __future__ import annotations
 
+from typing import cast
+
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from monai.losses import DeepSupervisionLoss, DiceCELoss, DiceLoss
 from torch import nn
+from torch.nn.modules.loss import _Loss
 
 from medseg.data.brats_labels import levels_to_regions
 from medseg.losses.registry import register_loss
@@ -60,7 +63,7 @@ class _TargetAdapter(nn.Module):
         ):
             raise ValueError(f"deep_supervision_weights must be non-negative, got {deep_supervision_weights}")
         weights = None if deep_supervision_weights is None else [float(w) for w in deep_supervision_weights]
-        self.deep = DeepSupervisionLoss(loss, weight_mode="exp", weights=weights)
+        self.deep = DeepSupervisionLoss(cast(_Loss, loss), weight_mode="exp", weights=weights)
 
     def prepare(self, target: torch.Tensor, spatial_ndim: int) -> torch.Tensor:
         raise NotImplementedError
@@ -75,6 +78,8 @@ class _TargetAdapter(nn.Module):
 
 class _NestedRegionLoss(nn.Module):
     """Single-scale nested loss on region logits ``(B, K, *spatial)`` vs float masks ``(B, K, *spatial)``."""
+
+    weights: torch.Tensor  # buffer: one weight per region
 
     def __init__(
         self, mode: str, weights: torch.Tensor, dice_weight: float, bce_weight: float, batch_dice: bool

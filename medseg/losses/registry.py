@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from monai.losses import DeepSupervisionLoss, DiceCELoss, DiceLoss
 from torch import nn
+from torch.nn.modules.loss import _Loss
 
 from medseg.registry import Registry
 
@@ -37,7 +38,7 @@ def cross_entropy(**kwargs: Any) -> nn.Module:
 def create_loss(name: str, deep_supervision: bool = False, **kwargs: Any) -> nn.Module:
     """Loss ``name`` with ``kwargs``; wrapped in MONAI's ``DeepSupervisionLoss`` for list outputs."""
     loss = LOSSES.get(name)(**kwargs)
-    return DeepSupervisionLoss(loss, weight_mode="exp") if deep_supervision else loss
+    return DeepSupervisionLoss(cast(_Loss, loss), weight_mode="exp") if deep_supervision else loss  # MONAI types it _Loss; any module works
 
 
 def list_losses() -> list[str]:

@@ -92,7 +92,7 @@ def nesting_violations(regions: ArrayLike | Sequence[ArrayLike], axis: int = 0) 
     if isinstance(regions, (list, tuple)):
         masks = [_numpy(m).astype(bool) for m in regions]
     else:
-        array = _numpy(regions)
+        array = _numpy(regions)  # type: ignore[arg-type]  # not a list/tuple here
         masks = [np.take(array, k, axis=axis).astype(bool) for k in range(array.shape[axis])]
     if len(masks) < 2:
         return NestingViolations((), 0, 0.0)

@@ -56,6 +56,8 @@ class Ensemble(nn.Module):
         True
     """
 
+    weights: torch.Tensor  # buffer: the members' normalised weights
+
     def __init__(self, members: Sequence[Mapping[str, Any]], weights: Sequence[float] | None = None) -> None:
         super().__init__()
         if not members:

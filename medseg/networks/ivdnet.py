@@ -6,6 +6,8 @@ Re-implemented from the paper and the authors' code (josedolz/IVD-Net, class ``I
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import torch
 from monai.networks.blocks import Convolution
 from monai.networks.layers.factories import Pool
@@ -67,7 +69,7 @@ def multimodal_tiny_kwargs(dims: int) -> dict[str, object]:
     return {"spatial_dims": dims, "n_modalities": 4, "n_classes": 2, "base_width": 4}
 
 
-def multimodal_example_inputs(dims: int, kwargs: dict[str, object]) -> tuple[torch.Tensor, ...]:
+def multimodal_example_inputs(dims: int, kwargs: dict[str, Any]) -> tuple[torch.Tensor, ...]:
     """Registry example: ``(2, n_modalities, 32, 32)`` in 2D, ``(2, n_modalities, 16, 16, 16)`` in 3D (fast on CPU)."""
     return (torch.randn(2, int(kwargs.get("n_modalities", 4)), *([32 if dims == 2 else 16] * dims)),)
 
@@ -231,7 +233,7 @@ class IVDNet(nn.Module):
         inputs = list(torch.split(x, 1, dim=1))
         features: list[list[torch.Tensor]] = []
         for level in range(self.depth):
-            outputs = [self.paths[m][level](inputs[m]) for m in range(self.n_modalities)]
+            outputs = [cast(nn.ModuleList, self.paths[m])[level](inputs[m]) for m in range(self.n_modalities)]
             features.append(outputs)
             inputs = self._next_inputs(outputs, inputs if level >= 1 else None)
         # the single bridge sees path 0's hyper-dense input, as in the code

@@ -224,7 +224,8 @@ class NestedResUNet(nn.Module):
         for module in self.modules():
             if isinstance(module, (nn.Conv2d, nn.Conv3d)):
                 nn.init.kaiming_normal_(module.weight, a=slope, mode="fan_in", nonlinearity="leaky_relu")
-                nn.init.zeros_(module.bias)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
 
     def _check_size(self, x: torch.Tensor) -> None:
         factor = 2 ** (self.levels - 1)
@@ -240,7 +241,7 @@ class NestedResUNet(nn.Module):
         The first entry is what ``forward`` returns; entry ``d`` has spatial size ``size / 2**d``.
         """
         self._check_size(x)
-        skips = []
+        skips: list[torch.Tensor] = []
         x = self.stem(x)
         for i in range(self.levels):
             if i > 0:

@@ -67,7 +67,8 @@ class UNet(DynUNet):
         if len(strides) != len(filters):
             raise ValueError(f"strides has {len(strides)} entries for {len(filters)} levels")
         kernels = list(kernel_size) if isinstance(kernel_size, Sequence) else [kernel_size] * len(filters)
-        norm_name = {"instance": ("INSTANCE", {"affine": True}), "batch": "BATCH"}.get(norm)
+        norms: dict[str, tuple[str, dict[str, bool]] | str] = {"instance": ("INSTANCE", {"affine": True}), "batch": "BATCH"}
+        norm_name = norms.get(norm)
         if norm_name is None:
             raise ValueError(f"norm must be 'instance' or 'batch', got {norm!r}")
         super().__init__(
@@ -97,7 +98,7 @@ class UNet(DynUNet):
             state_dict._metadata = self.state_dict()._metadata  # type: ignore[attr-defined]
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:  # type: ignore[override]
+    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         out = super().forward(x)
         if self.training and self.deep_supervision:
             return list(torch.unbind(out, dim=1))  # DynUNet stacks heads on dim 1

@@ -9,6 +9,8 @@ Integration and warping are the ones :class:`~medseg.networks.micdir.MICDIR` use
 
 from __future__ import annotations
 
+from typing import cast, Any
+
 from collections.abc import Sequence
 
 import torch
@@ -98,7 +100,7 @@ class VoxelMorph(nn.Module):
             channels=channels,
             final_conv_channels=dec[n + 1 :],
         )
-        flow_conv = self.unet.net[1].final_conv_out.conv
+        flow_conv = cast(Any, self.unet.net)[1].final_conv_out.conv  # the UNet's final convolution
         nn.init.normal_(flow_conv.weight, mean=0.0, std=1e-5)
         nn.init.zeros_(flow_conv.bias)
         self.integrate = DiffeomorphicIntegration(integration_steps, integration_downsize)

@@ -34,7 +34,7 @@ def array_key(array: np.ndarray, params: Hashable) -> str:
     array = np.ascontiguousarray(array)
     digest = hashlib.blake2b(digest_size=20)
     digest.update(f"{array.dtype.str}|{array.shape}|{params!r}|".encode())
-    digest.update(memoryview(array).cast("B"))
+    digest.update(array.tobytes() if not array.flags.c_contiguous else memoryview(array.data).cast("B"))
     return digest.hexdigest()
 
 

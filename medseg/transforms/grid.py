@@ -31,7 +31,9 @@ from monai.transforms import Spacing, Spacingd
 SHAPE_TOL = 0.01
 
 
-def network_grid(affine: np.ndarray | torch.Tensor, shape: Sequence[int], pixdim: Sequence[float]) -> tuple[np.ndarray, tuple[int, ...]]:
+def network_grid(
+    affine: np.ndarray | torch.Tensor, shape: Sequence[int], pixdim: Sequence[float] | np.ndarray
+) -> tuple[np.ndarray, tuple[int, ...]]:
     """``(destination affine (N+1, N+1), destination shape (N,))`` of resampling ``shape``/``affine`` to ``pixdim``.
 
     Direction and spacing as MONAI's ``Spacing`` (shear removed; a target within ``AFFINE_TOL`` of the

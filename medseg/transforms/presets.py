@@ -127,7 +127,7 @@ def training_sampling(
             out.append(RandFlipd(keys=keys, prob=augment.flip, spatial_axis=axis))
     in_plane = [a for a in spatial_axes if patch_size[a] > 1][:2]
     if augment.rotate90 > 0 and len(in_plane) == 2 and patch_size[in_plane[0]] == patch_size[in_plane[1]]:
-        out.append(RandRotate90d(keys=keys, prob=augment.rotate90, spatial_axes=tuple(in_plane)))
+        out.append(RandRotate90d(keys=keys, prob=augment.rotate90, spatial_axes=(in_plane[0], in_plane[1])))
     out += intensity_augmentation(augment, image_keys if intensity_keys is None else intensity_keys)
     return Compose(out)
 

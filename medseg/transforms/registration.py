@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -48,7 +48,7 @@ def resample_onto(image: MetaTensor, reference: MetaTensor, labels: bool = False
     if same_grid(image, reference):
         return MetaTensor(image.as_tensor(), meta=dict(reference.meta))  # the meta holds the affine
     out = ResampleToMatch(mode="nearest" if labels else "bilinear", padding_mode="zeros")(image.float(), img_dst=reference)
-    return out.round() if labels else out
+    return cast(MetaTensor, out.round() if labels else out)
 
 
 class PairGrid:

@@ -144,7 +144,8 @@ class RandStructureAwareFilter(RandomizableTransform):
         if not self._do_transform:
             return
         if self.R.rand() < self.gamma_prob:
-            self.gamma = float(self.R.uniform(*self.gamma_range))
+            low, high = self.gamma_range
+            self.gamma = float(self.R.uniform(low, high))
         if self.keep_prob > 0.0:
             self.seed = int(self.R.randint(0, 2**31 - 1))
 
@@ -160,7 +161,7 @@ class RandStructureAwareFilter(RandomizableTransform):
 def _output_keys(keys: Sequence[Hashable], output_keys: KeysCollection | None) -> tuple[Hashable, ...]:
     if output_keys is None:
         return tuple(keys)
-    out = (output_keys,) if isinstance(output_keys, (str, int)) else tuple(output_keys)
+    out = tuple(output_keys) if isinstance(output_keys, (list, tuple)) else (output_keys,)
     if len(out) != len(keys):
         raise ValueError(f"output_keys must match keys in length, got {len(out)} for {len(keys)} keys")
     return out

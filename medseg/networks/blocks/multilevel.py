@@ -54,6 +54,8 @@ class MultiLevelActivation(nn.Module):
         [0, 1, 2, 3]
     """
 
+    fixed_offsets: torch.Tensor  # buffer (when the offsets are not learnt)
+
     def __init__(
         self,
         offsets: Sequence[float] = (0.5, 1.5, 2.5),

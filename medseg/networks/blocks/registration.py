@@ -86,7 +86,7 @@ class Warp(MonaiWarp):
             self.ref_grid = None
         return super().get_reference_grid(ddf, jitter=jitter, seed=seed)
 
-    def forward(self, image: torch.Tensor, ddf: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(self, image: torch.Tensor, ddf: torch.Tensor) -> torch.Tensor:
         with torch.autocast(device_type=ddf.device.type, enabled=False):
             return super().forward(image.float(), ddf.float())
 
