@@ -358,7 +358,7 @@ def write_pairs(
     with atomic_dir(folder, force=force) as tmp:
         for i in range(n_pairs + n_test):
             pair_seed = int(np.random.SeedSequence([seed, i]).generate_state(1)[0])
-            pair = make_pair(pair_seed, template, **pair_kwargs)  # type: ignore[arg-type]
+            pair = make_pair(pair_seed, template, **pair_kwargs)  # type: ignore[arg-type]  # YAML options, checked by make_pair
             geometry = Geometry(shape=pair.fixed.shape, affine=pair.affine)
             section, name = ("pairs", f"pair_{i:03d}") if i < n_pairs else ("test", f"test_{i - n_pairs:03d}")
             entry = {"name": name, "fixed_contrast": pair.fixed_contrast, "moving_contrast": pair.moving_contrast}

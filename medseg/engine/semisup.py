@@ -108,7 +108,7 @@ class SemiSupervisedTrainer(Trainer):
         if config.semi_supervised is None:
             config = config.model_copy(update={"semi_supervised": SemiSupervisedConfig()})
         super().__init__(config, run_dir, **kwargs)
-        self.semi: SemiSupervisedConfig = config.semi_supervised  # type: ignore[assignment]
+        self.semi: SemiSupervisedConfig = config.semi_supervised  # type: ignore[assignment]  # set just above
         if config.output.kind != "labels":
             raise MedsegConfigError("semi_supervised: needs output kind 'labels' (softmax over classes)")
         self.axes = rotate_axes(config)
@@ -255,7 +255,7 @@ class SemiSupervisedTrainer(Trainer):
         net = build_network(network_cfg)
         if choice == "ensemble":
             source = checkpoints / "best" if (checkpoints / "best").is_dir() else checkpoints / "last"
-            load_checkpoint(source, dict(zip(NETWORKS, net.members)))  # type: ignore[arg-type]
+            load_checkpoint(source, dict(zip(NETWORKS, net.members)))  # type: ignore[arg-type]  # ModuleList items are modules
         else:
             own = checkpoints / f"best_{choice}"
             source = own if own.is_dir() else checkpoints / "last"

@@ -101,7 +101,7 @@ def _views(config: PipelineConfig, prefix: str) -> MutualViewsd:
     semi = config.semi_supervised or SemiSupervisedConfig()
     v, f, n = semi.views, semi.dsaif, semi.noise
     return MutualViewsd(
-        semi.perturbation,  # type: ignore[arg-type]
+        semi.perturbation,  # type: ignore[arg-type]  # the schema's Literal is the views' mode
         view_keys=(prefix + VIEW_KEYS[0], prefix + VIEW_KEYS[1]),
         rotation_key=prefix + ROTATION_KEY,
         prob=v.prob,

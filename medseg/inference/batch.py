@@ -164,7 +164,7 @@ def predict_case(context: RunContext, source: CaseSource, targets: CaseTargets, 
         if targets.probabilities is not None:
             out.image(targets.probabilities, result.probabilities, geometry, "vector")
         for name, path in targets.extras.items():  # head outputs, e.g. a nested model's WT/TC/ET masks
-            array, kind = predictor.head.extra_output(name, result.probabilities, result.labels)  # type: ignore[arg-type]
+            array, kind = predictor.head.extra_output(name, result.probabilities, result.labels)  # type: ignore[arg-type]  # extras keep probabilities
             out.image(path, array, geometry, kind)
         if targets.uncertainty is not None:
             out.image(targets.uncertainty, entropy, geometry, "image")

@@ -13,7 +13,7 @@ import numpy as np
 
 from medseg.io.atomic import check_output_path, write_json
 from medseg.io.geometry import Geometry
-from medseg.io.image_io import write_image
+from medseg.io.image_io import Kind, write_image
 from medseg.viz import save_preview
 
 
@@ -38,8 +38,8 @@ class OutputSet:
     def __init__(self) -> None:
         self.written: list[Path] = []
 
-    def image(self, path: Path, array: Any, geometry: Geometry, kind: str = "label") -> None:
-        self.written.append(write_image(path, array, geometry, kind))  # type: ignore[arg-type]
+    def image(self, path: Path, array: Any, geometry: Geometry, kind: Kind = "label") -> None:
+        self.written.append(write_image(path, array, geometry, kind))
 
     def json(self, path: Path, obj: Any) -> None:
         self.written.append(write_json(path, obj))

@@ -152,7 +152,7 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, Geometry]:
         raise MedsegInputError(path, f"image has a zero-sized dimension (shape {tuple(img.shape)})")
     try:
         array = np.asanyarray(img.dataobj)
-        if img.dataobj.slope not in (1.0, None) or img.dataobj.inter not in (0.0, None):  # type: ignore[attr-defined]
+        if img.dataobj.slope not in (1.0, None) or img.dataobj.inter not in (0.0, None):  # type: ignore[attr-defined]  # ArrayProxy has slope/inter
             array = np.asarray(img.get_fdata(dtype=np.float32))
     except Exception as exc:
         raise MedsegInputError(path, f"cannot read the voxel data: file is truncated or corrupt ({_first_line(exc)})") from exc

@@ -178,7 +178,7 @@ class SoftmaxLevelLoss(_TargetAdapter):
         deep_supervision_weights: Sequence[float] | None = None,
         **dice_ce_kwargs: object,
     ) -> None:
-        core = DiceCELoss(to_onehot_y=True, softmax=True, batch=batch_dice, **dice_ce_kwargs)  # type: ignore[arg-type]
+        core = DiceCELoss(to_onehot_y=True, softmax=True, batch=batch_dice, **dice_ce_kwargs)  # type: ignore[arg-type]  # YAML kwargs, checked by MONAI
         super().__init__(core, deep_supervision_weights)
 
     def prepare(self, target: torch.Tensor, spatial_ndim: int) -> torch.Tensor:

@@ -270,4 +270,4 @@ class VoxelMorphLoss(RegistrationLoss):
     }
 
     def __init__(self, spatial_dims: int = 3, **kwargs: object) -> None:
-        super().__init__(spatial_dims, **{**self.DEFAULTS, **kwargs})  # type: ignore[arg-type]
+        super().__init__(spatial_dims, **{**self.DEFAULTS, **kwargs})  # type: ignore[arg-type]  # YAML kwargs, checked by the loss

@@ -95,7 +95,7 @@ class UNet(DynUNet):
         """
         if getattr(state_dict, "_metadata", None) is None:
             state_dict = OrderedDict(state_dict)
-            state_dict._metadata = self.state_dict()._metadata  # type: ignore[attr-defined]
+            state_dict._metadata = self.state_dict()._metadata  # type: ignore[attr-defined]  # torch keeps module versions in OrderedDict._metadata
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:

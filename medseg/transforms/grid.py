@@ -63,7 +63,7 @@ def network_grid(
 class StableSpacing(Spacing):
     """MONAI ``Spacing`` resampling to :func:`network_grid` (no ``diagonal``/``scale_extent``/``min_pixdim`` options)."""
 
-    def __call__(  # type: ignore[override]
+    def __call__(  # type: ignore[override]  # MONAI Spacing.__call__ signature, narrowed
         self,
         data_array: torch.Tensor,
         mode: str | int | None = None,

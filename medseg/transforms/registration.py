@@ -23,16 +23,16 @@ from monai.data import MetaTensor
 from monai.transforms import Compose, ResampleToMatch
 
 from medseg.config import PreprocessConfig
-from medseg.io.image_io import read_image
+from medseg.io.image_io import Kind, read_image
 from medseg.transforms.loading import to_metatensor
 from medseg.transforms.presets import IMAGE, LABEL, intensity_transforms, spatial_transforms
 
 GRID_ATOL = 1e-4
 
 
-def load_volume(path: str | Path, kind: str = "image") -> MetaTensor:
+def load_volume(path: str | Path, kind: Kind = "image") -> MetaTensor:
     """``(1, I, J, K)`` MetaTensor of a 3D image (float32) or label map, geometry-checked by :func:`read_image`."""
-    array, geometry = read_image(path, kind)  # type: ignore[arg-type]
+    array, geometry = read_image(path, kind)
     return to_metatensor(array[None], geometry)
 
 

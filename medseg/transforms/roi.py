@@ -53,7 +53,7 @@ def roi_box(
         hits = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
         grow = math.ceil(float(margin_mm[axis]) / float(spacing[axis]) - 1e-6)
         box.append(slice(max(int(hits[0]) - grow, 0), min(int(hits[-1]) + 1 + grow, mask.shape[axis])))
-    return tuple(box)  # type: ignore[return-value]
+    return tuple(box)  # type: ignore[return-value]  # one slice per axis: three
 
 
 def _spacing(x: Any) -> tuple[float, ...]:

@@ -91,7 +91,7 @@ class StructureAwareFilter(Transform):
         if not cacheable:
             return compute()
         params: Hashable = ("structure_aware_filter", astuple(s), self.value_range, gamma)
-        return self.cache.get_or_compute(channel, params, compute)  # type: ignore[union-attr]
+        return self.cache.get_or_compute(channel, params, compute)  # type: ignore[union-attr]  # cacheable implies a cache
 
     def __call__(
         self, img: NdarrayOrTensor, gamma: float | None = None, keep_prob: float = 0.0, seed: int | None = None

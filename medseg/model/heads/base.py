@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from medseg.io.image_io import Kind
 from medseg.config import OUTPUT_KINDS, OutputOptions, parse_output
 from medseg.errors import MedsegConfigError
 from medseg.io.image_io import label_dtype_for
@@ -126,7 +127,7 @@ class OutputHead:
         """``{name: description}`` of the extra outputs this head can write (``--extra NAME=PATH``)."""
         return {}
 
-    def extra_output(self, name: str, probabilities: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, str]:
+    def extra_output(self, name: str, probabilities: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, Kind]:
         """Extra output ``name`` from one case's ``(*spatial, P)`` probabilities and ``(*spatial)`` labels.
 
         Returns:

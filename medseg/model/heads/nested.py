@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
+from medseg.io.image_io import Kind
 from medseg.data.brats_labels import (
     REGION_NAMES,
     convention_of_labels,
@@ -99,7 +100,7 @@ class NestedBase(OutputHead):
     def extra_outputs(self) -> dict[str, str]:
         return {"regions": "WT, TC, ET masks (uint8 0/1, channels last)"}
 
-    def extra_output(self, name: str, probabilities: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, str]:
+    def extra_output(self, name: str, probabilities: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, Kind]:
         if name != "regions":
             return super().extra_output(name, probabilities, labels)
         return labels_to_regions(labels, self.convention, axis=-1).astype(np.uint8), "label"

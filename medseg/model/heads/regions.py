@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
+from medseg.io.image_io import Kind
 from medseg.data.brats_labels import REGION_NAMES, regions_to_levels
 from medseg.config import OutputOptions
 from medseg.model.heads.base import register_head
@@ -43,7 +44,7 @@ class IndependentRegions(NestedBase):
     def probability_names(self) -> list[str]:
         return list(REGION_NAMES)
 
-    def extra_output(self, name: str, probabilities: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, str]:
+    def extra_output(self, name: str, probabilities: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, Kind]:
         if name != "regions":
             return super().extra_output(name, probabilities, labels)
         return (probabilities > self.threshold).astype(np.uint8), "label"
