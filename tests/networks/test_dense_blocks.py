@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 from safetensors.torch import save_file
 
 from medseg.errors import MedsegModelError
@@ -139,3 +140,17 @@ def test_load_torchvision_densenet_rejects_a_file_that_does_not_fit(tmp_path) ->
     save_file(state, str(tmp_path / "rgb.safetensors"))
     with pytest.raises(MedsegModelError, match="shape mismatch"):
         DenseUNet2D(**TINY_2D, in_channels=5).load_encoder_weights(tmp_path / "rgb.safetensors")
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_blocks_equal_monai_densenet_blocks(dims: int) -> None:
+    """Our dense layer, block and transition are MONAI's (private) ones: same state-dict keys, same outputs."""
+    from monai.networks.nets.densenet import _DenseBlock, _Transition
+
+    torch.manual_seed(0)
+    ours = nn.Sequential(dense_block(dims, 6, 3, 4, dropout=0.0), transition(dims, 18, 5)).eval()
+    monai = nn.Sequential(_DenseBlock(dims, 3, 6, 4, 4, 0.0), _Transition(dims, 18, 5)).eval()
+    assert list(ours.state_dict()) == list(monai.state_dict())
+    monai.load_state_dict(ours.state_dict())
+    x = torch.randn(2, 6, *([8] * dims))
+    torch.testing.assert_close(ours(x), monai(x))

@@ -1,12 +1,12 @@
 """DenseNet building blocks for any spatial dimensionality, and the DenseUNet encoder and decoder.
 
 The dense layer (BN-ReLU-1x1 conv to ``bn_size * growth``-BN-ReLU-3x3 conv to ``growth``, output concatenated
-with the input), the dense block and the transition (BN-ReLU-1x1 conv-2x2 average pool) are MONAI's
-``monai.networks.nets.densenet._DenseLayer/_DenseBlock/_Transition``, reused rather than rewritten. They are
-private MONAI classes, so ``tests/networks/test_dense_blocks.py`` pins their behaviour. The one thing MONAI
-lacks is a per-axis pooling window for the transition (H-DenseUNet's 3D network pools in-plane only):
-:func:`transition` swaps the transition's parameter-free ``pool`` module, so the state-dict layout stays
-MONAI's, which is torchvision's DenseNet layout plus a ``.layers`` level inside each dense layer.
+with the input), the dense block and the transition (BN-ReLU-1x1 conv-average pool) are built exactly as MONAI's
+``monai.networks.nets.densenet`` builds its own, with the same module names, so the state-dict layout is MONAI's
+(torchvision's DenseNet layout plus a ``.layers`` level inside each dense layer). We write these few lines
+because MONAI keeps those classes private (``_DenseLayer``, ...), and because the transition needs a per-axis
+pooling window (H-DenseUNet's 3D network pools in-plane only); ``tests/networks/test_dense_blocks.py`` checks
+that ours equal MONAI's, weights and outputs.
 
 Used by :mod:`medseg.networks.dense_unet_2d`, :mod:`medseg.networks.dense_unet_3d` and
 :mod:`medseg.networks.hdenseunet`.
@@ -18,8 +18,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 
 import torch
-from monai.networks.layers.factories import Conv, Norm, Pool
-from monai.networks.nets.densenet import _DenseBlock, _DenseLayer, _Transition
+from monai.networks.layers.factories import Conv, Dropout, Norm, Pool
 from torch import nn
 
 Size = int | Sequence[int]
@@ -33,6 +32,31 @@ def as_tuple(value: Size, dims: int, name: str) -> tuple[int, ...]:
     return values
 
 
+class DenseLayer(nn.Module):
+    """BN-ReLU-1x1 conv (``bn_size * growth_rate``)-BN-ReLU-3x3 conv (``growth_rate``) [-dropout], concatenated
+    with its input. Shapes: ``(B, in_channels, *S) -> (B, in_channels + growth_rate, *S)``."""
+
+    def __init__(self, spatial_dims: int, in_channels: int, growth_rate: int, bn_size: int = 4, dropout: float = 0.0) -> None:
+        super().__init__()
+        conv, norm = Conv[Conv.CONV, spatial_dims], Norm[Norm.BATCH, spatial_dims]
+        middle = bn_size * growth_rate
+        self.layers = nn.Sequential(
+            OrderedDict(
+                norm1=norm(in_channels),
+                relu1=nn.ReLU(inplace=True),
+                conv1=conv(in_channels, middle, kernel_size=1, bias=False),
+                norm2=norm(middle),
+                relu2=nn.ReLU(inplace=True),
+                conv2=conv(middle, growth_rate, kernel_size=3, padding=1, bias=False),
+            )
+        )
+        if dropout > 0:
+            self.layers.add_module("dropout", Dropout[Dropout.DROPOUT, spatial_dims](dropout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x, self.layers(x)], 1)
+
+
 def dense_layer(
     spatial_dims: int, in_channels: int, growth_rate: int, bn_size: int = 4, dropout: float = 0.0
 ) -> nn.Module:
@@ -44,7 +68,7 @@ def dense_layer(
         >>> dense_layer(2, 8, 4)(torch.zeros(1, 8, 16, 16)).shape
         torch.Size([1, 12, 16, 16])
     """
-    return _DenseLayer(spatial_dims, in_channels, growth_rate, bn_size, dropout)
+    return DenseLayer(spatial_dims, in_channels, growth_rate, bn_size, dropout)
 
 
 def dense_block(
@@ -58,7 +82,12 @@ def dense_block(
         >>> dense_block(3, 8, 2, 4)(torch.zeros(1, 8, 4, 4, 4)).shape
         torch.Size([1, 16, 4, 4, 4])
     """
-    return _DenseBlock(spatial_dims, layers, in_channels, bn_size, growth_rate, dropout)
+    return nn.Sequential(
+        OrderedDict(
+            (f"denselayer{i + 1}", DenseLayer(spatial_dims, in_channels + i * growth_rate, growth_rate, bn_size, dropout))
+            for i in range(layers)
+        )
+    )
 
 
 def transition(spatial_dims: int, in_channels: int, out_channels: int, pool: Size = 2) -> nn.Sequential:
@@ -70,10 +99,15 @@ def transition(spatial_dims: int, in_channels: int, out_channels: int, pool: Siz
         >>> transition(3, 8, 4, pool=(2, 2, 1))(torch.zeros(1, 8, 8, 8, 4)).shape
         torch.Size([1, 4, 4, 4, 4])
     """
-    block = _Transition(spatial_dims, in_channels, out_channels)
     window = as_tuple(pool, spatial_dims, "pool")
-    block.pool = Pool[Pool.AVG, spatial_dims](kernel_size=window, stride=window)  # same position, no parameters
-    return block
+    return nn.Sequential(
+        OrderedDict(
+            norm=Norm[Norm.BATCH, spatial_dims](in_channels),
+            relu=nn.ReLU(inplace=True),
+            conv=Conv[Conv.CONV, spatial_dims](in_channels, out_channels, kernel_size=1, bias=False),
+            pool=Pool[Pool.AVG, spatial_dims](kernel_size=window, stride=window),
+        )
+    )
 
 
 class DenseEncoder(nn.Module):
