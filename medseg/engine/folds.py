@@ -60,7 +60,7 @@ def read_splits(path: Path, names: list[str]) -> list[dict[str, list[str]]]:
         raise MedsegInputError(path, 'expected a list of {"train": [...], "val": [...]} folds')
     known = set(names)
     for i, fold in enumerate(splits):
-        unknown = sorted(set(fold["val"]) | set(fold.get("train", [])) - known)
+        unknown = sorted((set(fold["val"]) | set(fold.get("train", []))) - known)
         if unknown:
             raise MedsegInputError(path, f"fold {i} names case(s) not in the dataset: {', '.join(unknown[:5])}")
         fold.setdefault("train", [n for n in sorted(names) if n not in set(fold["val"])])
