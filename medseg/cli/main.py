@@ -40,7 +40,19 @@ def _root(
 
 
 def _register() -> None:
-    from medseg.cli import check, demo, ensemble, evaluate, gateway, info, plan, predict, register, selfcheck, train
+    from medseg.cli import (
+        check,
+        demo,
+        ensemble,
+        evaluate,
+        gateway,
+        info,
+        plan,
+        predict,
+        register,
+        selfcheck,
+        train,
+    )
 
     app.command("demo")(demo.demo)
     app.command("train")(train.train)

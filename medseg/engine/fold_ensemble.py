@@ -26,7 +26,14 @@ from medseg.engine.folds import SPLITS, SUMMARY, score_case, summary_rows, write
 from medseg.errors import MedsegInputError, MedsegModelError
 from medseg.inference.predictor import Predictor
 from medseg.io.atomic import write_json
-from medseg.model.package import ModelPackage, build_network, core_network, load_model_package, read_manifest, save_model_package
+from medseg.model.package import (
+    ModelPackage,
+    build_network,
+    core_network,
+    load_model_package,
+    read_manifest,
+    save_model_package,
+)
 
 OOF_CAVEAT = "out-of-fold cases: each fold model never saw its cases, but k-1 of the ensemble's k members trained on each (flatters the ensemble)"
 

@@ -108,7 +108,7 @@ def case_fingerprint(case: Case, labels: list[int], rng: np.random.Generator) ->
     Images ``(C, I, J, K)`` and label ``(I, J, K)`` are read in their stored geometry; nothing is resampled.
     """
     images, geometry = read_modalities(case["image"])
-    label, label_geometry = read_image(case["label"], "label")
+    label, _ = read_image(case["label"], "label")
     if label.shape != images.shape[1:]:
         raise MedsegInputError(case["label"], f"shape {label.shape} differs from its image's {images.shape[1:]}")
     foreground = label > 0

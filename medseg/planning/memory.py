@@ -58,13 +58,13 @@ def topology(patch: Sequence[int], spacing: Sequence[float], max_levels: int = M
 
 def round_patch(patch: Sequence[float], divisor: Sequence[int]) -> list[int]:
     """Each size rounded to the nearest multiple of its divisor (at least one multiple)."""
-    return [max(d, int(round(p / d)) * d) for p, d in zip(patch, divisor)]
+    return [max(d, round(p / d) * d) for p, d in zip(patch, divisor)]
 
 
 def unet_kwargs(in_channels: int, out_channels: int, topo: Topology, base: int, cap: int) -> dict:
     """``unet`` registry kwargs: widths double per level from ``base`` up to ``cap``."""
     filters = [min(base * 2**i, cap) for i in range(len(topo.strides))]
-    collapse = lambda v: v[0] if len(set(v)) == 1 else list(v)  # noqa: E731  (2 rather than [2, 2, 2])
+    collapse = lambda v: v[0] if len(set(v)) == 1 else list(v)
     return {
         "spatial_dims": 3,
         "in_channels": in_channels,

@@ -13,7 +13,15 @@ from typing import Any
 from medseg.config import bundled_pipeline, read_yaml_mapping
 from medseg.errors import MedsegConfigError
 from medseg.planning.fingerprint import Fingerprint
-from medseg.planning.planner import Plan, Planned, Target, median_shape, plan_intensity, plan_patch, plan_spacing
+from medseg.planning.planner import (
+    Plan,
+    Planned,
+    Target,
+    median_shape,
+    plan_intensity,
+    plan_patch,
+    plan_spacing,
+)
 
 #: method -> its bundled recipe (the fixed choices)
 TEMPLATES = {"ivdnet": "ivd_ivdnet", "nested": "brats_nested", "dsaif": "semisup_dsaif"}

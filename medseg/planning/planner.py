@@ -24,7 +24,14 @@ import numpy as np
 import torch
 
 from medseg.planning.fingerprint import Fingerprint
-from medseg.planning.memory import StepMemory, estimate_step_memory, measure_step_memory, round_patch, topology, unet_kwargs
+from medseg.planning.memory import (
+    StepMemory,
+    estimate_step_memory,
+    measure_step_memory,
+    round_patch,
+    topology,
+    unet_kwargs,
+)
 
 ANISOTROPY = 3.0
 GiB = 1024**3

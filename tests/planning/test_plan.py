@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from medseg.config import load_pipeline
-from medseg.data.registry import generate_phantom
 from medseg.data.layouts import discover_cases
+from medseg.data.registry import generate_phantom
 from medseg.data.synthetic import CTPhantomSpec, make_ct_dataset
 from medseg.io.image_io import read_image
 from medseg.planning.memory import estimate_step_memory, topology
