@@ -40,7 +40,19 @@ def _root(
 
 
 def _register() -> None:
-    from medseg.cli import check, demo, evaluate, gateway, info, predict, register, selfcheck, train
+    from medseg.cli import (
+        check,
+        demo,
+        ensemble,
+        evaluate,
+        gateway,
+        info,
+        plan,
+        predict,
+        register,
+        selfcheck,
+        train,
+    )
 
     app.command("demo")(demo.demo)
     app.command("train")(train.train)
@@ -51,6 +63,8 @@ def _register() -> None:
     app.command("selfcheck")(selfcheck.selfcheck)
     app.command("register")(register.register)
     app.command("gateway")(gateway.gateway)
+    app.command("plan")(plan.plan)
+    app.command("ensemble")(ensemble.ensemble)
 
 
 _register()

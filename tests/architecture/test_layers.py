@@ -1,7 +1,7 @@
 """The package's floors hold and no two modules import each other, late imports included (parsed, not run).
 
 Floors, top to bottom (a module imports only its own floor or lower ones):
-``cli -> gateway -> engine (training) -> inference (prediction) -> model (package, heads)
+``cli -> gateway -> engine (training) | planning -> inference (prediction) -> model (package, heads)
 -> losses / metrics / transforms -> data / networks / viz -> io -> config / progress -> registry -> errors``.
 Imports under ``if TYPE_CHECKING:`` are for annotations only and are not counted.
 """
@@ -34,6 +34,7 @@ FLOORS: dict[str, int] = {
     "model": 6,
     "inference": 7,
     "engine": 8,
+    "planning": 8,  # medseg plan: fingerprint, rules, memory estimate (beside engine, neither imports the other)
     "gateway": 9,
     "api": 10,  # medseg.api: the public Python API
     "cli": 11,
