@@ -180,10 +180,20 @@ class AugmentConfig(Strict):
     """Probabilities of MONAI's random augmentations (0 switches one off)."""
 
     flip: float = Field(0.5, ge=0, le=1)
+    #: axes (0, 1, 2 of the network grid, 2 = axial z) a patch may be flipped along; ``None``: every axis but a
+    #: 2D network's slice axis. H-DenseUNet's code flips in-plane only: ``[0, 1]``
+    flip_axes: list[int] | None = None
     rotate90: float = Field(0.0, ge=0, le=1)
     scale_intensity: float = Field(0.15, ge=0, le=1)
     shift_intensity: float = Field(0.15, ge=0, le=1)
     gaussian_noise: float = Field(0.1, ge=0, le=1)
+
+    @field_validator("flip_axes")
+    @classmethod
+    def _flip_axes(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and not set(v) <= {0, 1, 2}:
+            raise ValueError("axes must be 0, 1 or 2")
+        return v
 
 
 class TrainConfig(Strict):
@@ -210,6 +220,12 @@ class TrainConfig(Strict):
     val_every: int = Field(1, ge=1)
     num_workers: int = Field(0, ge=0)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    #: submodules of the network (dotted names, e.g. ``[net2d]``) frozen during this stage: no gradients, not
+    #: in the optimizer, kept in eval mode (batch-norm statistics and dropout off)
+    freeze: list[str] = Field(default_factory=list)
+    #: skip a training batch whose label lacks any class of ``data.labels`` and draw another (H-DenseUNet's
+    #: ``train_hybrid.py``); only accepted batches count as steps
+    skip_incomplete_batches: bool = False
 
     @field_validator("patch_size")
     @classmethod

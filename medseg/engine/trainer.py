@@ -38,6 +38,7 @@ from medseg.errors import MedsegConfigError, MedsegOutputError
 from medseg.model.heads import check_network, create_head
 from medseg.io.atomic import ensure_writable_dir, write_text
 from medseg.losses import create_loss
+from medseg.networks.freeze import freeze_submodules
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -134,6 +135,8 @@ class Trainer:
             write_text(self.run_dir / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
         self.setup_data()
         self.networks = {name: net.to(self.device) for name, net in self.build_networks().items()}
+        for net in self.networks.values():
+            freeze_submodules(net, cfg.train.freeze)
         self.loss_fn = self.build_loss()
         params = [p for net in self.networks.values() for p in net.parameters() if p.requires_grad]
         self.optimizer = self.build_optimizer(params)
@@ -234,9 +237,14 @@ class Trainer:
         steps = self.config.train.iterations_per_epoch or len(loader)
         task = bar.add_task("  train", total=steps, status="")
         totals: dict[str, float] = {}
-        done = 0
+        done = skipped = 0
         while done < steps:
             for batch in loader:
+                if not self.accept_batch(batch):
+                    skipped += 1
+                    if skipped > 100 * steps:
+                        raise MedsegConfigError(f"train.skip_incomplete_batches: {skipped} batches of this epoch lack a class of data.labels")
+                    continue
                 t_step = time.perf_counter()
                 terms = self.optimisation_step(batch)
                 if self.first_step_seconds is None:  # includes torch.compile's compile time when train.compile
@@ -249,6 +257,13 @@ class Trainer:
                     break
         bar.remove_task(task)
         return {k: v / max(done, 1) for k, v in totals.items()}
+
+    def accept_batch(self, batch: dict[str, Any]) -> bool:
+        """``train.skip_incomplete_batches``: train only on batches whose label holds every class."""
+        if not self.config.train.skip_incomplete_batches:
+            return True
+        present = set(torch.unique(torch.as_tensor(batch["label"])).long().tolist())
+        return set(self.config.data.labels) <= present
 
     def optimisation_step(self, batch: dict[str, Any]) -> dict[str, float]:
         """Forward, backward (AMP on CUDA), gradient clipping, optimizer step; returns the loss terms."""

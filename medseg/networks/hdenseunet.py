@@ -15,7 +15,10 @@ from medseg.networks.dense_unet_2d import DenseUNet2D
 from medseg.networks.dense_unet_3d import DenseUNet3D
 from medseg.networks.registry import register_network
 
-INPUT_2D_MODES = ("probabilities", "scaled_logits")
+GUIDANCE_MODES = ("paper", "code")
+FREEZE_BATCHNORM_MODES = ("none", "2d", "code")
+#: legacy ``input_2d`` values -> ``guidance`` (with the CT unscaled, as before the pairing existed)
+_LEGACY_INPUT_2D = {"probabilities": "paper", "scaled_logits": "code"}
 
 
 def stack_slices(volume: torch.Tensor, context: int = 1) -> torch.Tensor:
@@ -113,8 +116,8 @@ class HDenseUNet(nn.Module):
     axis ``K``. Every slice with its ``slice_context`` neighbours (edge slices replicated) becomes a 2D sample:
     the 2D DenseUNet sees ``(B * K, C * (2 * slice_context + 1), I, J)``. Its 64-channel features and logits
     are restacked to ``(B, 64, I, J, K)`` / ``(B, classes, I, J, K)``; the 3D DenseUNet runs on
-    ``[image, 2D probabilities]`` (``(B, C + classes, I, J, K)``, pooling in-plane = ``I, J``); HFF sums the
-    3D decoder features and the restacked 2D features, then 3x3x3 conv (64), dropout 0.3, BN, ReLU, 1x1x1 conv.
+    ``[image x image_scale, 2D guidance]`` (``(B, C + classes, I, J, K)``, pooling in-plane = ``I, J``); HFF sums
+    the 3D decoder features and the restacked 2D features, then 3x3x3 conv (64), dropout 0.3, BN, ReLU, 1x1x1.
 
     Outputs: in eval mode (or with ``return_2d_logits=False``) the HFF logits ``(B, classes, I, J, K)``; in
     training mode the list ``[hff_logits, logits_2d]``, both ``(B, classes, I, J, K)``, which
@@ -122,15 +125,27 @@ class HDenseUNet(nn.Module):
 
     Training stages (code ``train_2ddense.py`` / ``train_hybrid.py``): (1) train
     :class:`~medseg.networks.dense_unet_2d.DenseUNet2D` alone and load it with :meth:`load_2d_weights`;
-    (2) ``freeze_2d=True``: the 2D part runs without gradients in eval mode (its BN statistics and dropout
-    off) and only the 3D network + HFF learn; (3) ``freeze_2d_batchnorm=True``: end-to-end, the 2D network's
-    BN layers stay in inference mode (running statistics neither used from the batch nor updated). The flags
-    change no parameter, so one set of weights serves every stage.
+    (2) ``freeze_2d=True`` (or the pipeline's ``train.freeze: [net2d]``): the 2D part runs without gradients
+    in eval mode and only the 3D network + HFF learn; (3) end to end with ``freeze_batchnorm="code"``. The
+    flags change no parameter, so one set of weights serves every stage.
 
-    Paper vs released code (``hybridnet.py``, ``denseunet3d.py``):
+    Flags where the paper and the released code (``hybridnet.py``, ``denseunet3d.py``) differ:
 
-    - ``input_2d``: ``"probabilities"`` (paper: softmax maps) or ``"scaled_logits"`` (code: logits x
-      ``logit_scale`` = 250).
+    - ``guidance`` (paper default, METHODS.md): what enters the 3D network beside the CT. ``"paper"``: the 2D
+      softmax probabilities (0..1) next to the CT x ``image_scale`` (default 1/250: the code's HU - 48 CT,
+      -248..202, to about -1..0.8, the probabilities' range). ``"code"``: the 2D logits x ``logit_scale``
+      (250) next to the CT unscaled (x 1). Either way guidance and CT reach the 3D stem at comparable
+      magnitudes; the paper's probabilities next to the unscaled CT (the old ``input_2d="probabilities"``)
+      made the guidance about 0.6 % of the stem's response.
+    - ``freeze_batchnorm`` (stage 3): ``"none"`` every BN learns from batch statistics; ``"2d"`` the 2D
+      network's BN in inference mode (running statistics neither used from the batch nor updated);
+      ``"code"`` (the code's end-to-end model): ``"2d"``, plus the 2D decoder's BN affine parameters fixed
+      (Keras ``trainable=False`` with no ``Scale`` after them) and the BN of the 3D dense layers and
+      transitions in inference mode (their affine, the code's ``Scale`` layers, still learns); the 3D stem,
+      final encoder BN, 3D decoder and HFF BN learn from batches. ``freeze_2d_batchnorm=True`` is the legacy
+      spelling of ``"2d"``.
+    - ``net2d["dropout"]``: the 2D network inside the code's hybrid has no dropout: 0 here (code default;
+      ``train_2ddense.py``'s 2D network, stage 1, has 0.3). Dropout has no parameters: weights transfer.
     - ``hff_dropout``: 0.3 (paper; code end-to-end); the code's stage-2 model used 0.1.
     - chunk length ``K`` (the patch size along z): paper 12, code 8; any multiple of 4 works at the defaults.
     - ``net2d["decoder_skips"]``: the released hybrid's 2D network had no UNet sums; default on (paper).
@@ -139,15 +154,21 @@ class HDenseUNet(nn.Module):
         in_channels: image channels (1 for CT).
         out_channels: classes (3).
         slice_context: neighbours on each side in a 2D stack (1: three slices).
-        input_2d: what of the 2D output is fed to the 3D network.
-        logit_scale: factor on the 2D logits for ``input_2d="scaled_logits"``.
+        guidance: ``"paper"`` or ``"code"`` (see above).
+        logit_scale: factor on the 2D logits for ``guidance="code"`` (250).
+        image_scale: factor on the CT entering the 3D network; ``None``: 1/250 with ``"paper"``, 1 with
+            ``"code"`` (set 1 if the preprocessing already scales CT to about unit range).
         hff_channels: width of the HFF convolution (64).
         hff_dropout: HFF dropout (0.3).
         freeze_2d: stage 2 (2D frozen, evaluated under ``torch.no_grad``).
-        freeze_2d_batchnorm: stage 3 (2D BN in inference mode while training).
+        freeze_batchnorm: ``"none"``, ``"2d"`` or ``"code"`` (see above).
         return_2d_logits: in training mode also return the restacked 2D logits (for the lambda x 2D loss).
         net2d, net3d: extra keyword arguments of ``DenseUNet2D`` / ``DenseUNet3D`` (their defaults are the
-            paper's); channel counts are set here. Both decoders must end at the same width.
+            paper's, except the 2D dropout: 0); channel counts are set here. Both decoders must end at the
+            same width.
+        input_2d, freeze_2d_batchnorm: legacy spellings (``"probabilities"`` = ``guidance="paper"`` with
+            ``image_scale=1``, ``"scaled_logits"`` = ``"code"``; ``True`` = ``freeze_batchnorm="2d"``), kept so
+            that older model packages load with the behaviour they were trained with.
 
     Example:
         >>> tiny = {"init_features": 8, "growth_rate": 4, "block_config": (1, 1, 1, 1),
@@ -162,34 +183,47 @@ class HDenseUNet(nn.Module):
         in_channels: int = 1,
         out_channels: int = 3,
         slice_context: int = 1,
-        input_2d: str = "probabilities",
+        guidance: str = "paper",
         logit_scale: float = 250.0,
+        image_scale: float | None = None,
         hff_channels: int = 64,
         hff_dropout: float = 0.3,
         freeze_2d: bool = False,
-        freeze_2d_batchnorm: bool = False,
+        freeze_batchnorm: str = "none",
         return_2d_logits: bool = True,
         net2d: Mapping[str, Any] | None = None,
         net3d: Mapping[str, Any] | None = None,
+        input_2d: str | None = None,
+        freeze_2d_batchnorm: bool = False,
     ) -> None:
         super().__init__()
         if in_channels < 1 or out_channels < 2:
             raise ValueError(f"need in_channels >= 1 and out_channels >= 2, got {in_channels}, {out_channels}")
         if slice_context < 0:
             raise ValueError(f"slice_context must be >= 0, got {slice_context}")
-        if input_2d not in INPUT_2D_MODES:
-            raise ValueError(f"input_2d must be one of {INPUT_2D_MODES}, got {input_2d!r}")
+        if input_2d is not None:
+            if input_2d not in _LEGACY_INPUT_2D:
+                raise ValueError(f"input_2d must be one of {tuple(_LEGACY_INPUT_2D)}, got {input_2d!r}")
+            guidance = _LEGACY_INPUT_2D[input_2d]
+            image_scale = 1.0 if image_scale is None else image_scale
+        if guidance not in GUIDANCE_MODES:
+            raise ValueError(f"guidance must be one of {GUIDANCE_MODES}, got {guidance!r}")
+        if freeze_2d_batchnorm and freeze_batchnorm == "none":
+            freeze_batchnorm = "2d"
+        if freeze_batchnorm not in FREEZE_BATCHNORM_MODES:
+            raise ValueError(f"freeze_batchnorm must be one of {FREEZE_BATCHNORM_MODES}, got {freeze_batchnorm!r}")
         for name, extra in (("net2d", net2d), ("net3d", net3d)):
             clash = {"in_channels", "out_channels"} & set(extra or {})
             if clash:
                 raise ValueError(f"{name} must not set {sorted(clash)}: HDenseUNet derives them")
         self.slice_context = slice_context
-        self.input_2d = input_2d
+        self.guidance = guidance
         self.logit_scale = float(logit_scale)
+        self.image_scale = float(image_scale if image_scale is not None else (1 / 250 if guidance == "paper" else 1.0))
         self.freeze_2d = freeze_2d
-        self.freeze_2d_batchnorm = freeze_2d_batchnorm
+        self.freeze_batchnorm = freeze_batchnorm
         self.return_2d_logits = return_2d_logits
-        self.net2d = DenseUNet2D(in_channels * (2 * slice_context + 1), out_channels, **dict(net2d or {}))
+        self.net2d = DenseUNet2D(in_channels * (2 * slice_context + 1), out_channels, **{"dropout": 0.0, **dict(net2d or {})})
         self.net3d = DenseUNet3D(in_channels + out_channels, None, **dict(net3d or {}))
         if self.net2d.feature_channels != self.net3d.feature_channels:
             raise ValueError(
@@ -199,19 +233,33 @@ class HDenseUNet(nn.Module):
         self.hff = HybridFeatureFusion(self.net3d.feature_channels, hff_channels, out_channels, hff_dropout)
         if freeze_2d:
             self.net2d.requires_grad_(False)
+        if freeze_batchnorm == "code":
+            for module in self.net2d.decoder.modules():
+                if isinstance(module, _BatchNorm):
+                    module.requires_grad_(False)
         self.size_divisor = tuple(
             max(a, b) for a, b in zip((*self.net2d.size_divisor, 1), self.net3d.size_divisor, strict=True)
         )
         self.train(True)
 
+    def fixed_batchnorms(self) -> list[_BatchNorm]:
+        """BN layers kept in inference mode while training under ``freeze_batchnorm`` (see the class doc)."""
+        if self.freeze_batchnorm == "none":
+            return []
+        fixed = [m for m in self.net2d.modules() if isinstance(m, _BatchNorm)]
+        if self.freeze_batchnorm == "code":  # the code's 3D conv_block3d / transition_block3d BN (momentum 1)
+            for name, block in self.net3d.encoder.features.named_children():
+                if name.startswith(("denseblock", "transition")):
+                    fixed += [m for m in block.modules() if isinstance(m, _BatchNorm)]
+        return fixed
+
     def train(self, mode: bool = True) -> HDenseUNet:
         super().train(mode)
         if mode and self.freeze_2d:
             self.net2d.eval()
-        elif mode and self.freeze_2d_batchnorm:
-            for module in self.net2d.modules():
-                if isinstance(module, _BatchNorm):
-                    module.eval()
+        if mode:
+            for module in self.fixed_batchnorms():
+                module.eval()
         return self
 
     def forward_2d(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -220,14 +268,19 @@ class HDenseUNet(nn.Module):
             features, logits = self.net2d.forward_features(stack_slices(x, self.slice_context))
         return unstack_slices(features, x.shape[0]), unstack_slices(logits, x.shape[0])
 
+    def input_3d(self, x: torch.Tensor, logits_2d: torch.Tensor) -> torch.Tensor:
+        """The 3D network's input ``(B, C + classes, I, J, K)``: the CT x ``image_scale`` and the 2D guidance."""
+        guide = logits_2d.softmax(1) if self.guidance == "paper" else logits_2d * self.logit_scale
+        image = x * self.image_scale if self.image_scale != 1.0 else x
+        return torch.cat([image, guide], dim=1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         if x.ndim != 5 or any(s % d for s, d in zip(x.shape[2:], self.size_divisor, strict=True)):
             raise ValueError(
                 f"input {tuple(x.shape)} must be (B, C, I, J, K) with I, J, K divisible by {self.size_divisor}"
             )
         features_2d, logits_2d = self.forward_2d(x)
-        guide = logits_2d.softmax(1) if self.input_2d == "probabilities" else logits_2d * self.logit_scale
-        features_3d = self.net3d.decode(torch.cat([x, guide], dim=1))
+        features_3d = self.net3d.decode(self.input_3d(x, logits_2d))
         logits = self.hff(features_3d, features_2d)
         if self.training and self.return_2d_logits:
             return [logits, logits_2d]

@@ -102,7 +102,8 @@ def training_sampling(
         patch_size: spatial patch (use 1 along the slice axis for 2D networks).
         samples: patches drawn per volume.
         pos_fraction: fraction of patches centred on foreground.
-        spatial_axes: axes along which flips are allowed (all three for 3D; the in-plane axes for 2D).
+        spatial_axes: axes along which flips are allowed (all three for 3D; the in-plane axes for 2D);
+            ``augment.flip_axes`` narrows them (e.g. ``[0, 1]``: in-plane only, as H-DenseUNet's code).
         image_keys: images cropped and flipped together (e.g. an image and its filtered versions).
         label_key: the label map; ``None`` for unlabelled data: uniform random crops that never look
             at a label (``RandSpatialCropSamplesd``).
@@ -122,7 +123,8 @@ def training_sampling(
         else RandCropByPosNegLabeld(keys=keys, label_key=label_key, spatial_size=list(patch_size), pos=pos, neg=neg, num_samples=samples, image_key=None)
     )
     out: list[MapTransform] = [SpatialPadd(keys=keys, spatial_size=list(patch_size), mode="constant"), crop]
-    for axis in spatial_axes:
+    flip_axes = spatial_axes if augment.flip_axes is None else [a for a in spatial_axes if a in augment.flip_axes]
+    for axis in flip_axes:
         if augment.flip > 0:
             out.append(RandFlipd(keys=keys, prob=augment.flip, spatial_axis=axis))
     in_plane = [a for a in spatial_axes if patch_size[a] > 1][:2]

@@ -4,8 +4,9 @@ Li et al. (TMI 2018) report that the hybrid beats the 2D DenseUNet on tumour Dic
 with the recipe of ``pipelines/liver_tumor_hdenseunet_phantom.yaml`` (tiny widths), for every seed:
 
 1. ``dense2d``: the 2D DenseUNet trains ``--pretrain`` optimiser steps (8 axial 2.5D slices per step);
-2. hybrid arm: ``hybrid`` starts from it (``init_from: net2d``) and trains ``--extra`` steps, one chunk of
-   8 slices per step (loss HFF + 0.5 x 2D);
+2. hybrid arm: ``hybrid_3d`` starts from it (``init_from: net2d``, 2D part frozen) and trains the first half of
+   ``--extra`` steps, ``hybrid`` continues end to end for the second half (the code's two hybrid stages), one
+   chunk of 8 slices per step (loss HFF + 0.5 x 2D);
 3. 2D arm: the same ``dense2d`` run resumed for the same ``--extra`` steps (constant learning rate and exact
    resume make this the 2D network trained ``pretrain + extra`` steps straight).
 
@@ -63,11 +64,12 @@ def recipe(args: argparse.Namespace, seed: int, localiser: Path | None, dataset:
         config["data"]["dataset"] = str(dataset)
     stages = {s["name"]: s for s in config["stages"]}
     stages["dense2d"]["train"].update(epochs=args.pretrain, iterations_per_epoch=ITERATIONS)
-    stages["hybrid"]["train"].update(epochs=args.extra, iterations_per_epoch=ITERATIONS)
+    stages["hybrid_3d"]["train"].update(epochs=args.extra // 2, iterations_per_epoch=ITERATIONS)
+    stages["hybrid"]["train"].update(epochs=args.extra - args.extra // 2, iterations_per_epoch=ITERATIONS)
     if localiser is not None:
-        for name in ("dense2d", "hybrid"):
+        for name in ("dense2d", "hybrid_3d", "hybrid"):
             stages[name]["roi"]["localiser"] = str(localiser)
-        config["stages"] = [stages["dense2d"], stages["hybrid"]]
+        config["stages"] = [stages["dense2d"], stages["hybrid_3d"], stages["hybrid"]]
     return config
 
 
@@ -158,6 +160,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         run_stages(path, run_dir, only="dense2d", device="cpu", progress=False, force=True)
         pretrain_s = time.perf_counter() - t0
         t0 = time.perf_counter()
+        run_stages(path, run_dir, only="hybrid_3d", device="cpu", progress=False, force=True)
         run_stages(path, run_dir, only="hybrid", device="cpu", progress=False, force=True)
         hybrid_s = time.perf_counter() - t0
         # the 2D arm: the same 2D run, resumed for the same number of extra steps

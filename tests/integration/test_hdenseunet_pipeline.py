@@ -1,5 +1,5 @@
-"""H-DenseUNet end to end through the CLI: the bundled phantom recipe (localiser, 2D DenseUNet, hybrid from
-the 2D stage), shrunk to seconds; the package predicts a non-RAS NIfTI in its own geometry; LiTS scoring."""
+"""H-DenseUNet end to end through the CLI: the bundled phantom recipe (localiser, 2D DenseUNet, hybrid with the
+2D part frozen, end-to-end hybrid), shrunk to seconds; the package predicts a non-RAS NIfTI in its own geometry; LiTS scoring."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def _tiny_recipe(path: Path) -> Path:
     for stage in config["stages"]:
         train = stage["train"]
         train.update(epochs=3, iterations_per_epoch=3, batch_size=2, samples_per_volume=2 if stage["name"] == "dense2d" else 1)
-        train["patch_size"] = {"localiser": [16, 16, 16], "dense2d": [32, 32, 1], "hybrid": [32, 32, 8]}[stage["name"]]
+        train["patch_size"] = {"localiser": [16, 16, 16], "dense2d": [32, 32, 1], "hybrid_3d": [32, 32, 8], "hybrid": [32, 32, 8]}[stage["name"]]
         if stage["name"] == "localiser":
             stage["preprocess"]["target_spacing"] = [10.0, 10.0, 10.0]
             train["epochs"] = 1
@@ -47,12 +47,14 @@ def _losses(run: Path) -> list[float]:
 
 
 def test_stages_train_and_lower_the_loss(trained: Path) -> None:
-    for stage in ("dense2d", "hybrid"):
+    for stage in ("dense2d", "hybrid_3d", "hybrid"):
         losses = _losses(trained / stage)
         assert len(losses) == 3 and losses[-1] < losses[0], (stage, losses)
-    manifest = json.loads((trained / "hybrid" / "model" / "medseg.json").read_text())
+    manifest = json.loads((trained / "hybrid_3d" / "model" / "medseg.json").read_text())
     assert manifest["training"]["init_from"]["target"] == "net2d"
     assert manifest["training"]["init_from"]["path"] == str((trained / "dense2d" / "model" / "model.safetensors").resolve())
+    manifest = json.loads((trained / "hybrid" / "model" / "medseg.json").read_text())
+    assert manifest["training"]["init_from"]["path"] == str((trained / "hybrid_3d" / "model" / "model.safetensors").resolve())
     assert manifest["roi"]["localiser"] == "localiser"
     assert (trained / "hybrid" / "model" / "localiser" / "model.safetensors").is_file()
     assert not (trained / "dense2d" / "data").exists()  # one phantom dataset, shared by the stages

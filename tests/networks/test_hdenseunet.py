@@ -17,7 +17,7 @@ TINY = {"init_features": 8, "growth_rate": 4, "block_config": (1, 1, 1, 1), "bn_
 
 def _hybrid(**kwargs) -> HDenseUNet:
     torch.manual_seed(0)
-    return HDenseUNet(hff_channels=6, net2d=TINY, net3d=TINY, **kwargs)
+    return HDenseUNet(**{"hff_channels": 6, "net2d": TINY, "net3d": TINY, **kwargs})
 
 
 def test_output_shapes() -> None:
@@ -83,17 +83,72 @@ def test_hff_is_sum_then_convolve() -> None:
     torch.testing.assert_close(hff(a, b), hff(a + b, torch.zeros_like(b)))
 
 
-@pytest.mark.parametrize("input_2d", ["probabilities", "scaled_logits"])
-def test_hybrid_wiring(input_2d: str) -> None:
-    net = _hybrid(input_2d=input_2d, logit_scale=3.0).eval()
-    x = torch.randn(1, 1, 32, 32, 8)
+@pytest.mark.parametrize(("kwargs", "image_scale"), [
+    ({"guidance": "paper"}, 1 / 250), ({"guidance": "code", "logit_scale": 3.0}, 1.0),
+    ({"input_2d": "probabilities"}, 1.0), ({"input_2d": "scaled_logits", "logit_scale": 3.0}, 1.0),
+    ({"guidance": "paper", "image_scale": 0.5}, 0.5),
+])
+def test_hybrid_wiring(kwargs: dict, image_scale: float) -> None:
+    net = _hybrid(**kwargs).eval()
+    x = torch.randn(1, 1, 32, 32, 8) * 100
     f2d, l2d = net.net2d.forward_features(stack_slices(x, 1))
     f2d, l2d = unstack_slices(f2d, 1), unstack_slices(l2d, 1)
-    guide = l2d.softmax(1) if input_2d == "probabilities" else 3.0 * l2d
-    expected = net.hff(net.net3d.decode(torch.cat([x, guide], 1)), f2d)
+    guide = l2d.softmax(1) if net.guidance == "paper" else 3.0 * l2d
+    expected = net.hff(net.net3d.decode(torch.cat([x * image_scale, guide], 1)), f2d)
     torch.testing.assert_close(net(x), expected)
     per_slice = net.net2d(stack_slices(x, 1)[3:4])  # slice z = 3 through the 2D net alone
-    torch.testing.assert_close(net.forward_2d(x)[1][..., 3], per_slice)
+    torch.testing.assert_close(net.forward_2d(x)[1][..., 3], per_slice, rtol=1e-5, atol=1e-2)  # CT-sized inputs
+
+
+def test_guidance_pairs_ct_and_2d_output_at_comparable_scales() -> None:
+    """The paper's pairing scales the CT (the code's HU - 48, -248..202) to the probabilities' range; the legacy
+    pairing (probabilities next to the unscaled CT) does not. (The code's logits x 250 are checked by the wiring
+    test: their size depends on trained weights.)"""
+    x = torch.linspace(-248, 202, 32 * 32 * 8).view(1, 1, 32, 32, 8)
+    for kwargs, lo, hi in (({"guidance": "paper"}, 0.5, 1.5), ({"input_2d": "probabilities"}, 0, 0.01)):
+        net = _hybrid(**kwargs).eval()
+        with torch.no_grad():
+            inp = net.input_3d(x, net.forward_2d(x)[1])
+        ratio = (inp[:, 1:].abs().max() / inp[:, :1].abs().max()).item()
+        assert lo < ratio < hi, (kwargs, ratio)
+
+
+def test_hybrid_2d_part_has_no_dropout_by_default() -> None:
+    """The code's hybrid builds its 2D DenseUNet without dropout; ``net2d: {dropout: 0.3}`` restores it."""
+    x = torch.randn(1, 1, 32, 32, 4)
+    for net, stochastic in ((_hybrid(freeze_batchnorm="2d"), False), (_hybrid(freeze_batchnorm="2d", net2d={**TINY, "dropout": 0.3}), True)):
+        net.train()
+        torch.manual_seed(1)
+        a = net.forward_2d(x)[1]
+        torch.manual_seed(2)
+        b = net.forward_2d(x)[1]
+        assert (not torch.allclose(a, b)) == stochastic
+    assert set(_hybrid().state_dict()) == set(_hybrid(net2d={**TINY, "dropout": 0.3}).state_dict())
+
+
+def test_code_batchnorm_freeze() -> None:
+    """``freeze_batchnorm="code"``: 2D BN and the 3D dense-layer / transition BN keep their statistics, the 2D
+    decoder's BN affine does not learn; the 3D stem, decoder and HFF BN learn from batches."""
+    net = _hybrid(freeze_batchnorm="code").train()
+    bn = torch.nn.modules.batchnorm._BatchNorm
+    fixed = {name for name, m in net.named_modules() if isinstance(m, bn) and not m.training}
+    learning = {name for name, m in net.named_modules() if isinstance(m, bn) and m.training}
+    assert all(n.startswith("net2d.") for n in fixed if "denseblock" not in n and "transition" not in n)
+    assert "net3d.encoder.features.denseblock1.denselayer1.layers.norm1" in fixed and "net3d.encoder.features.transition1.norm" in fixed
+    assert {"net3d.encoder.features.norm0", "net3d.encoder.features.norm5", "net3d.decoder.stages.0.norm", "hff.norm"} <= learning
+    stats = {n: m.running_mean.clone() for n, m in net.named_modules() if isinstance(m, bn)}
+    before = {n: p.clone() for n, p in net.named_parameters()}
+    out = net(torch.randn(1, 1, 32, 32, 8))
+    (out[0].square().mean() + out[1].square().mean()).backward()
+    torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=0.1).step()
+    for n, m in net.named_modules():
+        if isinstance(m, bn):
+            assert torch.equal(m.running_mean, stats[n]) == (n in fixed), n
+    params = dict(net.named_parameters())
+    assert torch.equal(params["net2d.decoder.stages.0.norm.weight"], before["net2d.decoder.stages.0.norm.weight"])
+    assert not torch.equal(params["net2d.encoder.features.norm0.weight"], before["net2d.encoder.features.norm0.weight"])
+    assert not torch.equal(params["net3d.encoder.features.transition1.norm.weight"], before["net3d.encoder.features.transition1.norm.weight"])
+    assert not _hybrid(freeze_batchnorm="2d").train().net3d.encoder.features.transition1.norm.training is False
 
 
 def test_freeze_2d_stage() -> None:
@@ -109,8 +164,9 @@ def test_freeze_2d_stage() -> None:
     torch.testing.assert_close(net.net2d.encoder.features.norm0.running_mean, before)
 
 
-def test_freeze_2d_batchnorm_stage() -> None:
-    net = _hybrid(freeze_2d_batchnorm=True).train()
+@pytest.mark.parametrize("kwargs", [{"freeze_batchnorm": "2d"}, {"freeze_2d_batchnorm": True}])
+def test_freeze_2d_batchnorm_stage(kwargs: dict) -> None:
+    net = _hybrid(**kwargs, net2d={**TINY, "dropout": 0.3}).train()
     bns = [m for m in net.net2d.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert bns and not any(m.training for m in bns)
     assert net.net2d.training and net.net2d.decoder.stages[-1].dropout.training
@@ -126,7 +182,7 @@ def test_stage_flags_do_not_change_the_weights_layout(tmp_path) -> None:
     net = _hybrid(freeze_2d=True)
     net.load_2d_weights(stage1.state_dict())
     torch.testing.assert_close(net.net2d.encoder.features.conv0.weight, stage1.encoder.features.conv0.weight)
-    assert set(_hybrid().state_dict()) == set(_hybrid(freeze_2d_batchnorm=True).state_dict()) == set(net.state_dict())
+    assert set(_hybrid().state_dict()) == set(_hybrid(freeze_batchnorm="code").state_dict()) == set(net.state_dict())
 
 
 def test_bad_arguments_are_rejected() -> None:
@@ -136,6 +192,10 @@ def test_bad_arguments_are_rejected() -> None:
         HDenseUNet(net2d=TINY, net3d={**TINY, "decoder_widths": (16, 8, 8, 8, 4)})  # HFF widths differ
     with pytest.raises(ValueError):
         HDenseUNet(input_2d="logits", net2d=TINY, net3d=TINY)
+    with pytest.raises(ValueError):
+        HDenseUNet(guidance="probabilities", net2d=TINY, net3d=TINY)
+    with pytest.raises(ValueError):
+        HDenseUNet(freeze_batchnorm="all", net2d=TINY, net3d=TINY)
     with pytest.raises(ValueError):
         HDenseUNet(net2d={**TINY, "in_channels": 3}, net3d=TINY)
     with pytest.raises(ValueError):
