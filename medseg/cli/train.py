@@ -1,4 +1,4 @@
-"""``medseg train``: run a pipeline YAML through the shared training loop."""
+"""``medseg train``: options and printing; the run itself is medseg.engine.run.train_pipeline."""
 
 from __future__ import annotations
 
@@ -7,44 +7,33 @@ from pathlib import Path
 
 import typer
 
-from medseg.config import load_pipeline
-from medseg.engine import distributed
-from medseg.engine.stages import is_staged, run_stages
-from medseg.engine.variants import create_trainer
-from medseg.errors import MedsegConfigError
+from medseg.cli.options import DEVICE, QUIET, parse_sets
 
 
 def train(
-    config: Path = typer.Argument(..., help="Pipeline YAML (see pipelines/)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Run folder: checkpoints, metrics.csv, progress.png, model/."),
+    config: Path = typer.Argument(..., metavar="PIPELINE", help="Pipeline YAML (see pipelines/)."),
+    output: Path = typer.Option(..., "-o", "--output", metavar="PATH", help="Run folder: checkpoints, metrics.csv, progress.png, model/."),
+    data: Path | None = typer.Option(None, "--data", metavar="PATH", help="Train on this dataset instead of the pipeline's: a Decathlon dataset.json or a folder with imagesTr/ + labelsTr/."),
+    set_: list[str] | None = typer.Option(None, "--set", metavar="KEY=VALUE", help="Change one pipeline key, e.g. --set train.lr=0.001 (repeatable; the value is read as YAML and checked by the pipeline schema)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the run folder's last checkpoint."),
-    epochs: int | None = typer.Option(None, "--epochs", min=1, help="Override train.epochs (with --resume: extend a run)."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
+    epochs: int | None = typer.Option(None, "--epochs", min=1, metavar="N", help="Override train.epochs (with --resume: extend a run)."),
+    device: str = DEVICE,
     force: bool = typer.Option(False, "--force", help="Start afresh in an existing run folder."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
-    stage: str | None = typer.Option(None, "--stage", help="Staged pipeline (with 'stages:'): run only this stage into OUT/STAGE."),
+    quiet: bool = QUIET,
+    stage: str | None = typer.Option(None, "--stage", metavar="NAME", help="Staged pipeline (with 'stages:'): run only this stage into OUTPUT/NAME."),
 ) -> None:
-    """Train from a pipeline YAML; the best model is exported to OUT/model (OUT/<stage>/model per stage).
+    """Train from a pipeline YAML; the best model is exported to OUTPUT/model (OUTPUT/STAGE/model per stage).
 
     Multi-GPU / multi-node: start it with torchrun (DDP; rank 0 logs, checkpoints and exports), e.g.
-    ``torchrun --nproc_per_node=4 -m medseg train CONFIG -o RUN``.
+    torchrun --nproc_per_node=4 -m medseg train PIPELINE -o RUN.
     """
-    if is_staged(config):
-        try:
-            summary = run_stages(config, out, stage, device=device, resume=resume, epochs=epochs, force=force, progress=not quiet)
-        finally:
-            distributed.finish()
-        if distributed.is_main():
-            typer.echo(json.dumps(summary, indent=2))
-            typer.echo(f"model package: {summary['model']}")
-        return
-    if stage is not None:
-        raise MedsegConfigError(f"--stage: {config} is not a staged pipeline (it has no 'stages:' list)")
-    pipeline = load_pipeline(config)
-    try:
-        summary = create_trainer(pipeline, out, device=device, resume=resume, epochs=epochs, force=force, progress=not quiet).fit()
-    finally:
-        distributed.finish()
-    if distributed.is_main():
+    from medseg.device import is_main
+    from medseg.engine.run import pipeline_overrides, train_pipeline
+
+    overrides = pipeline_overrides(parse_sets(set_), data)
+    summary = train_pipeline(
+        config, output, stage=stage, overrides=overrides, device=device, resume=resume, epochs=epochs, force=force, progress=not quiet
+    )
+    if is_main():
         typer.echo(json.dumps(summary, indent=2))
         typer.echo(f"model package: {summary['model']}")

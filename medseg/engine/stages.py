@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medseg.config import PipelineConfig, read_yaml_mapping, validate_pipeline
+from medseg.config import PipelineConfig, apply_overrides, read_yaml_mapping, validate_pipeline
 from medseg.data.registry import generate_phantom
 from medseg.model.package import read_manifest
 from medseg.progress import console
@@ -77,8 +77,9 @@ def is_staged(path: str | Path) -> bool:
     return "stages" in read_yaml_mapping(Path(path))
 
 
-def load_stages(path: str | Path, run_dir: str | Path) -> list[Stage]:
-    """Validate every stage of a staged YAML for a run into ``run_dir`` (``stage:NAME`` refs resolved).
+def load_stages(path: str | Path, run_dir: str | Path, overrides: dict[str, Any] | None = None) -> list[Stage]:
+    """Validate every stage of a staged YAML for a run into ``run_dir`` (``stage:NAME`` refs resolved;
+    ``overrides``, dotted keys as in ``medseg train --set``, set in every stage after its own keys).
 
     Raises:
         MedsegConfigError: no/empty ``stages`` list, a stage without a valid unique ``name``, a reference to a
@@ -100,7 +101,7 @@ def load_stages(path: str | Path, run_dir: str | Path) -> list[Stage]:
         name = str(entry.pop("name"))
         if name in done or name == "data":
             raise MedsegConfigError(f"{where}: stage name '{name}' is used twice or reserved")
-        merged = _resolve_refs(deep_merge(raw, entry), done, f"{where} ({name})")
+        merged = _resolve_refs(apply_overrides(deep_merge(raw, entry), overrides or {}), done, f"{where} ({name})")
         merged["name"] = f"{base_name}_{name}"
         config = validate_pipeline(merged, source=f"{where} ({name})", base_dir=path.parent)
         done[name] = run_dir / name
@@ -136,6 +137,7 @@ def run_stages(
     epochs: int | None = None,
     force: bool = False,
     progress: bool = True,
+    overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train the stages of ``path`` in order into ``run_dir/<stage>`` (or only the stage ``only``).
 
@@ -143,7 +145,7 @@ def run_stages(
     ``model`` = the last trained stage's package.
     """
     run_dir = Path(run_dir)
-    stages = load_stages(path, run_dir)
+    stages = load_stages(path, run_dir, overrides)
     names = [s.name for s in stages]
     if only is not None and only not in names:
         raise MedsegConfigError(f"--stage: no stage '{only}' in {path} (stages: {', '.join(names)})")
