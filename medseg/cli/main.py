@@ -100,7 +100,7 @@ class _PlainArgument(TyperArgument):
         return None
 
     def _usage_display_name(self) -> str:
-        name = self.display_name_raw + ("..." if self.nargs != 1 else "")
+        name = str(self.metavar or self.name) + ("..." if self.nargs != 1 else "")
         return name if self.required else f"[{name}]"
 
 

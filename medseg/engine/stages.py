@@ -17,7 +17,7 @@ the model package of the earlier stage ``NAME`` (``network.init_from``, ``roi.lo
         network: {name: hdenseunet, init_from: {path: stage:dense2d, target: net2d}}
         roi: {localiser: stage:localiser, labels: [1, 2]}
 
-``medseg train staged.yaml --out RUN`` trains every stage into ``RUN/<stage>/`` (``--stage NAME`` runs one);
+``medseg train staged.yaml -o RUN`` trains every stage into ``RUN/<stage>/`` (``--stage NAME`` runs one);
 the last stage's ``RUN/<stage>/model`` is the result. A synthetic dataset is generated once into
 ``RUN/data`` and shared, so every stage sees the same cases and the same train/validation split (it
 depends on ``seed`` and ``data``, which stages should not change). ``--resume`` skips finished stages and
