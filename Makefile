@@ -39,7 +39,7 @@ install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
 demo: install
-	$(BIN)/medseg demo --out $(DEMO_OUT)
+	$(BIN)/medseg demo -o $(DEMO_OUT)
 
 test: install-test
 	$(BIN)/python -m pytest

@@ -9,7 +9,7 @@ import typer
 
 
 def gateway(
-    config: Path = typer.Option(..., "--config", "-c", help="gateway.yaml: AE title, port, allowed callers, routes, destinations."),
+    config: Path = typer.Option(..., "--config", "-c", metavar="PATH", help="gateway.yaml: AE title, port, allowed callers, routes, destinations."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Also log debug messages (HTTP requests)."),
 ) -> None:
     """Receive series over DICOM (C-STORE), segment each complete series, send the DICOM SEG back."""

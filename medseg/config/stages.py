@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medseg.config.base import read_yaml_mapping
+from medseg.config.base import apply_overrides, read_yaml_mapping
 from medseg.config.pipeline import PipelineConfig, validate_pipeline
 from medseg.errors import MedsegConfigError
 
@@ -82,8 +82,10 @@ def is_staged(path: str | Path) -> bool:
     return "stages" in read_yaml_mapping(Path(path))
 
 
-def load_stages(path: str | Path, run_dir: str | Path) -> list[Stage]:
+def load_stages(path: str | Path, run_dir: str | Path, overrides: dict[str, Any] | None = None) -> list[Stage]:
     """Validate every stage of a staged YAML for a run into ``run_dir`` (``stage:NAME`` refs resolved).
+
+    ``overrides`` (dotted keys, ``medseg train --set/--data``) apply to every stage, after its own keys.
 
     Raises:
         MedsegConfigError: no/empty ``stages`` list, a stage without a valid unique ``name``, a reference to a
@@ -105,7 +107,7 @@ def load_stages(path: str | Path, run_dir: str | Path) -> list[Stage]:
         name = str(entry.pop("name"))
         if name in done or name == "data":
             raise MedsegConfigError(f"{where}: stage name '{name}' is used twice or reserved")
-        merged = _resolve_refs(deep_merge(raw, entry), done, f"{where} ({name})")
+        merged = _resolve_refs(apply_overrides(deep_merge(raw, entry), overrides or {}), done, f"{where} ({name})")
         merged["name"] = f"{base_name}_{name}"
         config = validate_pipeline(merged, source=f"{where} ({name})", base_dir=path.parent)
         done[name] = run_dir / name

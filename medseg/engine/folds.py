@@ -130,12 +130,14 @@ def cross_validate(
     epochs: int | None = None,
     force: bool = False,
     progress: bool = True,
+    overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train the folds (all, or ``fold`` alone; finished folds are kept unless ``force``), then score every
-    fold's out-of-fold predictions into ``cv_summary.csv``. Returns the summary (``mean_dice`` per label)."""
+    fold's out-of-fold predictions into ``cv_summary.csv``. Returns the summary (``mean_dice`` per label).
+    ``overrides``: dotted pipeline keys (``medseg train --set/--data``)."""
     if is_staged(pipeline):
         raise MedsegConfigError(f"{pipeline}: --folds/--fold train plain pipelines (not staged ones) for now")
-    config = load_pipeline(pipeline)
+    config = load_pipeline(pipeline, overrides)
     if config.task != "segmentation":
         raise MedsegConfigError(f"{pipeline}: --folds/--fold cross-validate segmentation pipelines (task: {config.task})")
     run_dir = ensure_writable_dir(out)

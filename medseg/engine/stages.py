@@ -45,14 +45,15 @@ def run_stages(
     epochs: int | None = None,
     force: bool = False,
     progress: bool = True,
+    overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train the stages of ``path`` in order into ``run_dir/<stage>`` (or only the stage ``only``).
 
-    ``epochs`` overrides every stage's ``train.epochs``. Returns a summary with one entry per stage and
-    ``model`` = the last trained stage's package.
+    ``epochs`` overrides every stage's ``train.epochs``; ``overrides`` (dotted keys) every stage's keys.
+    Returns a summary with one entry per stage and ``model`` = the last trained stage's package.
     """
     run_dir = Path(run_dir)
-    stages = load_stages(path, run_dir)
+    stages = load_stages(path, run_dir, overrides)
     names = [s.name for s in stages]
     if only is not None and only not in names:
         raise MedsegConfigError(f"--stage: no stage '{only}' in {path} (stages: {', '.join(names)})")

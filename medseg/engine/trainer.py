@@ -26,7 +26,7 @@ from medseg.config import PipelineConfig
 from medseg.engine import distributed
 from medseg.engine.checkpoint import load_checkpoint, save_checkpoint
 from medseg.engine.data import epoch_loader, pipeline_cases, split_cases, training_dataset
-from medseg.engine.device import resolve_device
+from medseg.device import resolve_device
 from medseg.engine.init_weights import initialise_network
 from medseg.engine.logs import RunLog
 from medseg.model.package import ModelManifest, build_network, save_model_package

@@ -2,7 +2,8 @@
 
 Everything else in :mod:`medseg.gateway` is independent of :mod:`medseg.inference` and
 :mod:`medseg.engine`; this module does what ``medseg predict -i SERIES -o OUT --output-format both
---report`` does (same checks, warnings and report), through the same functions.
+--report`` does (same checks, output paths, warnings and report), through the same functions
+(:mod:`medseg.inference.jobs`).
 """
 
 from __future__ import annotations
@@ -35,17 +36,13 @@ def segment_series(series_folder: Path, model_dir: Path, out_dir: Path, device: 
         MedsegError: the series cannot be read (gaps, mixed sizes, ...), the model cannot be loaded, or the
             outputs cannot be written; one line.
     """
-    from medseg.engine.device import resolve_device
-    from medseg.model.package import describe, load_model_package
-    from medseg.inference.batch import RunContext, predict_case, targets_in_folder
-    from medseg.inference.cases import CaseSource
-    from medseg.inference.predictor import Predictor
+    from medseg.inference.jobs import PredictRequest, open_context, prepare_job, run_job
 
-    dev, reason = resolve_device(device)
-    package = load_model_package(model_dir, dev)
-    context = RunContext(Predictor(package, dev, None, None, None), reason, describe(package))
-    targets = targets_in_folder(out_dir, CASE, "both", True, False)
-    predict_case(context, CaseSource(CASE, (series_folder,), dicom=True), targets)
+    request = PredictRequest((series_folder,), out_dir, model_dir, output_format="both", report=True, force=True, case_name=CASE)
+    job = prepare_job(request)
+    context = open_context(model_dir, device)
+    run_job(job.for_model(context.predictor.package), context)
+    targets = job.targets(job.cases[0])
     assert targets.dicom_seg is not None and targets.labels is not None and targets.report is not None
     report = json.loads(targets.report.read_text(encoding="utf-8"))
     return JobResult(targets.dicom_seg, targets.labels, targets.report, list(report.get("warnings", [])))

@@ -20,6 +20,7 @@ from pathlib import Path
 from monai.data import MetaTensor
 
 from medseg.data.layouts import group_channels, shared_case_name
+from medseg.data.registry import LAYOUTS, load_layout
 from medseg.errors import MedsegInputError
 from medseg.inference.predictor import Predictor
 from medseg.io.dicom import DicomSeries, is_dicom_folder, read_dicom_series
@@ -124,6 +125,18 @@ def batch_cases(path: Path, modalities: Sequence[str] | None = None) -> list[Cas
     return cases
 
 
+def layout_cases(folder: Path, layout: str) -> list[CaseSource]:
+    """Cases of a folder read as a registered dataset layout (one image per modality; labels, if any, ignored)."""
+    if not folder.is_dir():
+        raise MedsegInputError(folder, "--layout needs one folder as input")
+    if layout not in LAYOUTS:
+        raise MedsegInputError(None, LAYOUTS.unknown_message(layout, option="--layout"))
+    cases = [CaseSource(c["case"], tuple(Path(p) for p in c["image"])) for c in load_layout(layout, folder)]
+    if not cases:
+        raise MedsegInputError(folder, f"no cases of layout '{layout}' found")
+    return cases
+
+
 def _unique(cases: list[CaseSource], where: Path) -> list[CaseSource]:
     seen: dict[str, CaseSource] = {}
     for case in cases:
@@ -149,4 +162,4 @@ def load_case(predictor: Predictor, source: CaseSource, series_uid: str | None =
     return LoadedCase(source, to_metatensor(array[None], geometry), geometry, list(series.files), series, warnings)
 
 
-__all__ = ["CaseSource", "LIST_SUFFIXES", "LoadedCase", "batch_cases", "folder_cases", "is_list_file", "list_file_cases", "load_case", "single_case"]
+__all__ = ["CaseSource", "LIST_SUFFIXES", "LoadedCase", "batch_cases", "folder_cases", "is_list_file", "layout_cases", "list_file_cases", "load_case", "single_case"]

@@ -15,6 +15,8 @@ Policies (stated in the README's evaluation section too):
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,6 +101,27 @@ class Evaluation:
     fields: list[str]
     notes: list[str]
     warnings: list[str]
+
+    def csv_text(self) -> str:
+        """The CSV ``medseg evaluate -o`` writes: one row per case and label, then the summary rows."""
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=self.fields)
+        writer.writeheader()
+        writer.writerows(self.rows + self.summary)
+        return buffer.getvalue()
+
+    def mean_lines(self, tolerance_mm: float) -> list[str]:
+        """One console line per label (or region): the means over cases, with the pooled global Dice."""
+        global_dice = {row["label"]: row["dice"] for row in self.summary if row["case"] == "global"}
+        lines = []
+        for row in self.summary:
+            if row["case"] == "mean":
+                pooled = f" (global {global_dice[row['label']]:.4f})" if row["label"] in global_dice else ""
+                lines.append(
+                    f"label {row['label']}: Dice {row['dice']:.4f}{pooled}  IoU {row['iou']:.4f}  HD95 {row['hd95_mm']:.2f} mm  "
+                    f"surface Dice {row['surface_dice_area']:.4f} (area-weighted, {tolerance_mm:g} mm)  volume diff {row['volume_diff_ml']:+.2f} ml"
+                )
+        return lines
 
 
 def evaluate_run(

@@ -2,7 +2,7 @@
 
 Floors, top to bottom (a module imports only its own floor or lower ones):
 ``cli -> gateway -> engine (training) | planning -> inference (prediction) -> model (package, heads)
--> losses / metrics / transforms -> data / networks / viz -> io -> config / progress -> registry -> errors``.
+-> losses / metrics / transforms -> data / networks / viz -> io / device -> config / progress -> registry -> errors``.
 Imports under ``if TYPE_CHECKING:`` are for annotations only and are not counted.
 """
 
@@ -25,6 +25,7 @@ FLOORS: dict[str, int] = {
     "config": 2,
     "progress": 2,
     "io": 3,
+    "device": 3,  # device choice and torchrun ranks: shared by prediction, training and the gateway
     "viz": 4,
     "networks": 4,
     "data": 4,

@@ -179,7 +179,7 @@ def test_model_by_name_and_selfcheck(phantom: dict[str, Path], tiny_model: Path,
     broken.mkdir(parents=True)
     (broken / "medseg.json").write_text((tiny_model / "medseg.json").read_text())
     (broken / "model.safetensors").write_bytes(b"not weights")
-    assert medseg("selfcheck", "--models", str(tmp_path / "models"), "--json") == 1
+    assert medseg("selfcheck", "-m", str(tmp_path / "models"), "--json") == 1
     result = json.loads(capsys.readouterr().out)
     assert not result["ok"] and "broken" in result["problems"][0]
 

@@ -71,7 +71,7 @@ def test_predict_bad_image(tmp_path: Path, tiny_model: Path, kind: str) -> None:
 @pytest.mark.parametrize("command", ["info", "evaluate"])
 def test_other_commands_bad_image(tmp_path: Path, command: str) -> None:
     image = _bad_image("text", tmp_path)
-    args = ["info", str(image)] if command == "info" else ["evaluate", "--pred", str(image), "--ref", str(image), "--out", str(tmp_path / "m.csv")]
+    args = ["info", str(image)] if command == "info" else ["evaluate", "-i", str(image), "-r", str(image), "-o", str(tmp_path / "m.csv")]
     result = run_cli(*args)
     _assert_clean_error(result, image.name)
     assert not (tmp_path / "m.csv").exists()
@@ -129,17 +129,17 @@ def test_model_folder_problems(tmp_path: Path, tiny_run: Path, tiny_model: Path)
 
 def test_config_unknown_key_and_wrong_type(tmp_path: Path) -> None:
     config = write_pipeline(tmp_path / "bad.yaml", **{"train.epoch": 3})
-    result = run_cli("train", str(config), "--out", str(tmp_path / "run"))
+    result = run_cli("train", str(config), "-o", str(tmp_path / "run"))
     _assert_clean_error(result, "bad.yaml", "train.epoch", "unknown key", "epochs")
     assert not (tmp_path / "run").exists()
     config = write_pipeline(tmp_path / "bad2.yaml", **{"train.lr": "fast"})
-    _assert_clean_error(run_cli("train", str(config), "--out", str(tmp_path / "run")), "train.lr")
+    _assert_clean_error(run_cli("train", str(config), "-o", str(tmp_path / "run")), "train.lr")
 
 
 def test_geometry_mismatch_in_evaluate(tmp_path: Path) -> None:
     a = _nifti(tmp_path / "a.nii.gz", np.zeros((8, 8, 8), np.uint8))
     b = tmp_path / "b.nii.gz"
     nib.save(nib.Nifti1Image(np.zeros((8, 8, 8), np.uint8), np.diag([2.0, 1, 1, 1])), str(b))
-    result = run_cli("evaluate", "--pred", str(a), "--ref", str(b), "--out", str(tmp_path / "m.csv"))
+    result = run_cli("evaluate", "-i", str(a), "-r", str(b), "-o", str(tmp_path / "m.csv"))
     _assert_clean_error(result, "a.nii.gz", "geometry")
     assert not (tmp_path / "m.csv").exists()

@@ -16,13 +16,13 @@ from tests.conftest import run_cli, write_pipeline
 
 def test_train_cli_writes_a_package(tmp_path: Path) -> None:
     config = write_pipeline(tmp_path / "p.yaml", **{"data.synthetic.n_train": 3})
-    result = run_cli("train", str(config), "--out", str(tmp_path / "run"), "--epochs", "1", "--device", "cpu", "-q")
+    result = run_cli("train", str(config), "-o", str(tmp_path / "run"), "--epochs", "1", "--device", "cpu", "-q")
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "run" / "model" / "medseg.json").is_file()
     assert "model package" in result.stdout
-    again = run_cli("train", str(config), "--out", str(tmp_path / "run"), "--epochs", "1", "-q")
+    again = run_cli("train", str(config), "-o", str(tmp_path / "run"), "--epochs", "1", "-q")
     assert again.returncode != 0 and "--resume" in again.stderr
-    extended = run_cli("train", str(config), "--out", str(tmp_path / "run"), "--epochs", "2", "--resume", "-q")
+    extended = run_cli("train", str(config), "-o", str(tmp_path / "run"), "--epochs", "2", "--resume", "-q")
     assert extended.returncode == 0, extended.stderr
     assert json.loads((tmp_path / "run" / "model" / "medseg.json").read_text())["training"]["epochs"] == 2
 
@@ -46,7 +46,7 @@ def test_predict_file_with_extras_then_evaluate(tmp_path: Path, tiny_run: Path, 
     assert stats["labels"]["1"]["voxels"] == int((labels == 1).sum())
 
     csv_path = tmp_path / "m.csv"
-    result = run_cli("evaluate", "--pred", str(out), "--ref", str(label), "--out", str(csv_path), "--labels", "1,2")
+    result = run_cli("evaluate", "-i", str(out), "-r", str(label), "-o", str(csv_path), "--labels", "1,2")
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader(csv_path.open()))
     assert [r["case"] for r in rows[:2]] == [label.name.replace(".nii.gz", "")] * 2
@@ -88,7 +88,7 @@ def test_check_reports_each_problem_with_a_fix(tmp_path: Path) -> None:
     nan_path = save_nifti(tmp_path / "nan.nii.gz", nan, np.eye(4))
     thick = save_nifti(tmp_path / "thick.nii.gz", np.ones((4, 4, 4), np.float32), np.diag([0.5, 0.5, 30.0, 1.0]))
     four_d = save_nifti(tmp_path / "4d.nii.gz", np.ones((4, 4, 4, 2), np.float32), np.eye(4))
-    result = run_cli("check", str(image), "--label", str(label), "--labels", "0,1,2")
+    result = run_cli("check", str(image), "--label-map", str(label), "--labels", "0,1,2")
     assert result.returncode == 1
     lines = result.stdout.strip().splitlines()
     assert any("label values [3]" in l and "fix:" in l for l in lines)

@@ -14,7 +14,7 @@ DEMO = Path(__file__).resolve().parents[2] / "pipelines" / "demo.yaml"
 
 def test_demo_pipeline_resume_gives_identical_weights(tmp_path: Path) -> None:
     a, b = tmp_path / "A", tmp_path / "B"
-    for args in (["--out", str(a), "--epochs", "2"], ["--out", str(b), "--epochs", "1"], ["--out", str(b), "--resume", "--epochs", "2"]):
+    for args in (["-o", str(a), "--epochs", "2"], ["-o", str(b), "--epochs", "1"], ["-o", str(b), "--resume", "--epochs", "2"]):
         result = run_cli("train", str(DEMO), *args, "--device", "cpu", "-q")
         assert result.returncode == 0, result.stderr
     wa = load_file(str(a / "checkpoints" / "last" / "model.safetensors"))

@@ -36,7 +36,7 @@ def _tiny_recipe(path: Path) -> Path:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("hdenseunet")
-    done = run_cli("train", str(_tiny_recipe(root / "recipe.yaml")), "--out", str(root / "run"), "--device", "cpu", "-q")
+    done = run_cli("train", str(_tiny_recipe(root / "recipe.yaml")), "-o", str(root / "run"), "--device", "cpu", "-q")
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().endswith(f"model package: {root / 'run' / 'hybrid' / 'model'}")
     return root / "run"
@@ -72,14 +72,14 @@ def test_package_predicts_a_non_ras_case_in_its_geometry(trained: Path, tmp_path
     np.testing.assert_allclose(written.affine, source.affine, atol=1e-5)
     np.testing.assert_allclose(written.header.get_zooms(), source.header.get_zooms(), atol=1e-6)
     assert set(np.unique(np.asarray(written.dataobj))) <= {0, 1, 2}
-    scored = run_cli("evaluate", "--pred", str(out), "--ref", str(trained / "data" / "labelsTs" / "liver_003.nii.gz"),
-                     "--out", str(tmp_path / "m.csv"), "--regions", "lits")
+    scored = run_cli("evaluate", "-i", str(out), "-r", str(trained / "data" / "labelsTs" / "liver_003.nii.gz"),
+                     "-o", str(tmp_path / "m.csv"), "--regions", "lits")
     assert scored.returncode == 0 and "label tumour: Dice" in scored.stdout and "(global" in scored.stdout
 
 
 def test_resume_skips_finished_stages(trained: Path) -> None:
     before = (trained / "hybrid" / "model" / "model.safetensors").stat().st_mtime_ns
-    done = run_cli("train", str(trained.parent / "recipe.yaml"), "--out", str(trained), "--resume", "--device", "cpu", "-q")
+    done = run_cli("train", str(trained.parent / "recipe.yaml"), "-o", str(trained), "--resume", "--device", "cpu", "-q")
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stderr.count("finished") + done.stdout.count("finished") >= 3
     assert (trained / "hybrid" / "model" / "model.safetensors").stat().st_mtime_ns == before

@@ -113,7 +113,7 @@ def test_predict_four_modalities_keeps_geometry_and_evaluates(ivd_run: Path, tes
     np.testing.assert_allclose(np.asarray(nib.load(str(probs2)).dataobj), np.asarray(nib.load(str(probs)).dataobj), atol=1e-6)
 
     metrics = tmp_path / "metrics.csv"
-    result = run_cli("evaluate", "--pred", str(out), "--ref", test_case["label"], "--out", str(metrics))
+    result = run_cli("evaluate", "-i", str(out), "-r", test_case["label"], "-o", str(metrics))
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader(metrics.open()))
     assert any(r["case"] == test_case["case"] and r["label"] == "1" for r in rows)

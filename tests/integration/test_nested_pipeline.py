@@ -90,7 +90,7 @@ def test_predict_writes_brats_labels_and_region_masks_in_the_input_geometry(nest
     np.testing.assert_array_equal(regions, (probs > 0.5).astype(np.uint8))  # labels decode the thresholded masks
 
     scores = tmp_path / "scores.csv"
-    result = run_cli("evaluate", "--pred", str(regions_out), "--ref", case["label"], "--out", str(scores), "--regions", "brats")
+    result = run_cli("evaluate", "-i", str(regions_out), "-r", case["label"], "-o", str(scores), "--regions", "brats")
     assert result.returncode == 0, result.stderr
     assert "prediction: region masks (1 case)" in result.stdout and "in 0 case(s)" in result.stdout
 

@@ -35,7 +35,7 @@ def _train_on_pairs(root: Path, n_pairs: int, mm: int, size: int, network: dict,
                   "augment": {"flip": 0.0, "scale_intensity": 0.0, "shift_intensity": 0.0, "gaussian_noise": 0.0}},
     }
     (root / "pipeline.yaml").write_text(yaml.safe_dump(config))
-    result = run_cli("train", str(root / "pipeline.yaml"), "--out", str(root / "run"), "--device", "cpu", "-q")
+    result = run_cli("train", str(root / "pipeline.yaml"), "-o", str(root / "run"), "--device", "cpu", "-q")
     assert result.returncode == 0, result.stderr
     return root
 
@@ -65,9 +65,9 @@ def test_register_keeps_the_fixed_geometry_and_reports_qa(registration_run: Path
     out = tmp_path / "out"
     result = run_cli(
         "register", "--fixed", str(fixed), "--moving", str(moving), "-m", str(registration_run / "run" / "model"),
-        "-o", str(out / "moved.nii.gz"), "--warp", str(out / "warp.nii.gz"), "--labels", str(moving_labels),
-        "--labels-out", str(out / "moved_labels.nii.gz"), "--fixed-labels", str(fixed_labels),
-        "--inverse-warp", str(out / "inverse.nii.gz"), "--report", str(out / "qa.json"), "--device", "cpu", "-q",
+        "-o", str(out / "moved.nii.gz"), "--warp", str(out / "warp.nii.gz"), "--moving-label-map", str(moving_labels),
+        "--moved-label-map", str(out / "moved_labels.nii.gz"), "--fixed-label-map", str(fixed_labels),
+        "--inverse-warp", str(out / "inverse.nii.gz"), "--qa", str(out / "qa.json"), "--device", "cpu", "-q",
     )
     assert result.returncode == 0, result.stderr
     qa_lines = [line for line in result.stdout.splitlines() if line.startswith("QA: ")]
@@ -105,8 +105,8 @@ def test_short_training_improves_dice(voxelmorph_run: Path, tmp_path: Path) -> N
     pair = voxelmorph_run / "pairs" / "pair_000"
     result = run_cli("register", "--fixed", str(pair / "fixed.nii.gz"), "--moving", str(pair / "moving.nii.gz"),
                      "-m", str(voxelmorph_run / "run" / "model"), "-o", str(tmp_path / "moved.nii.gz"),
-                     "--labels", str(pair / "moving_labels.nii.gz"), "--labels-out", str(tmp_path / "labels.nii.gz"),
-                     "--fixed-labels", str(pair / "fixed_labels.nii.gz"), "--report", str(tmp_path / "qa.json"), "-q")
+                     "--moving-label-map", str(pair / "moving_labels.nii.gz"), "--moved-label-map", str(tmp_path / "labels.nii.gz"),
+                     "--fixed-label-map", str(pair / "fixed_labels.nii.gz"), "--qa", str(tmp_path / "qa.json"), "-q")
     assert result.returncode == 0, result.stderr
     qa = json.loads((tmp_path / "qa.json").read_text())
     before, after = np.mean(list(qa["dice_before"].values())), np.mean(list(qa["dice_after"].values()))
@@ -130,7 +130,7 @@ def test_register_refuses_mismatched_labels_and_segmentation_models(registration
     out = tmp_path / "moved.nii.gz"
     args = ["register", "--fixed", str(pair / "fixed.nii.gz"), "--moving", str(pair / "moving.nii.gz"), "-o", str(out), "-q"]
     wrong = _restore(pair / "moving_labels.nii.gz", tmp_path / "labels_ras_copy.nii.gz", "LPS")
-    result = run_cli(*args, "-m", str(registration_run / "run" / "model"), "--labels", str(wrong), "--labels-out", str(tmp_path / "l.nii.gz"))
+    result = run_cli(*args, "-m", str(registration_run / "run" / "model"), "--moving-label-map", str(wrong), "--moved-label-map", str(tmp_path / "l.nii.gz"))
     _assert_clean_error(result, wrong.name, "does not match")
     _assert_clean_error(run_cli(*args, "-m", str(tiny_model)), "not a registration model")
     assert not out.exists()

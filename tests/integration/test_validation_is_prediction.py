@@ -34,7 +34,7 @@ def test_validation_dice_equals_predict_then_evaluate(tmp_path: Path) -> None:
     result = run_cli("predict", "-i", str(image), "-m", str(run / "model"), "-o", str(predicted), "--quiet")
     assert result.returncode == 0, result.stderr
     scores = tmp_path / "scores.csv"
-    result = run_cli("evaluate", "--pred", str(predicted), "--ref", str(label), "--out", str(scores), "--labels", "1,2")
+    result = run_cli("evaluate", "-i", str(predicted), "-r", str(label), "-o", str(scores), "--labels", "1,2")
     assert result.returncode == 0, result.stderr
     with open(scores, encoding="utf-8") as fh:
         rows = {int(r["label"]): float(r["dice"]) for r in csv.DictReader(fh) if r["label"] in ("1", "2")}

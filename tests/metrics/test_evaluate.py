@@ -58,7 +58,7 @@ def test_every_case_gets_a_row_for_every_label_of_the_run(tmp_path: Path) -> Non
 def test_lone_both_empty_pair_writes_a_row(tmp_path: Path) -> None:
     empty = _write(tmp_path, "empty", _map())
     out = tmp_path / "m.csv"
-    done = run_cli("evaluate", "--pred", str(empty), "--ref", str(empty), "--out", str(out))
+    done = run_cli("evaluate", "-i", str(empty), "-r", str(empty), "-o", str(out))
     assert done.returncode == 0, done.stderr
     rows = list(csv.DictReader(out.open()))
     case = [r for r in rows if r["case"] == "empty"]
@@ -75,7 +75,7 @@ def test_missing_predictions_score_as_empty_and_are_listed(tmp_path: Path) -> No
     _write(pred, "a", _map(1, 2))
     _write(pred, "stray", _map(1))  # a prediction without a reference
     out = tmp_path / "m.csv"
-    done = run_cli("evaluate", "--pred", str(pred), "--ref", str(ref), "--out", str(out))
+    done = run_cli("evaluate", "-i", str(pred), "-r", str(ref), "-o", str(out))
     assert done.returncode == 0, done.stderr
     assert "warning:" in done.stderr and "no prediction for 2 reference case(s), scored as empty" in done.stderr
     assert "b, c" in done.stderr and "1 prediction(s) without a reference, ignored: stray" in done.stderr
@@ -88,7 +88,7 @@ def test_missing_predictions_score_as_empty_and_are_listed(tmp_path: Path) -> No
         assert float(rows["mean", label]["dice"]) == pytest.approx(1 / 3)
 
     matched = tmp_path / "matched.csv"
-    done = run_cli("evaluate", "--pred", str(pred), "--ref", str(ref), "--out", str(matched), "--matched-only")
+    done = run_cli("evaluate", "-i", str(pred), "-r", str(ref), "-o", str(matched), "--matched-only")
     assert done.returncode == 0, done.stderr
     assert "no prediction for 2 reference case(s), not scored (--matched-only): b, c" in done.stderr
     rows = _by(list(csv.DictReader(matched.open())))

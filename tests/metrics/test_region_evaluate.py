@@ -96,7 +96,7 @@ def test_cli_scores_regions_of_label_maps_in_different_conventions(tmp_path: Pat
         save_nifti(refs / f"{name}.nii.gz", ref, AFFINE)
         save_nifti(preds / f"{name}.nii.gz", pred, AFFINE)
     out = tmp_path / "scores.csv"
-    result = run_cli("evaluate", "--pred", str(preds), "--ref", str(refs), "--out", str(out), "--regions", "brats")
+    result = run_cli("evaluate", "-i", str(preds), "-r", str(refs), "-o", str(out), "--regions", "brats")
     assert result.returncode == 0, result.stderr
     assert "prediction: BraTS 2023 labels (2 cases)" in result.stdout
     assert "nesting violations: 0 (predictions are label maps" in result.stdout
@@ -110,6 +110,6 @@ def test_cli_scores_regions_of_label_maps_in_different_conventions(tmp_path: Pat
 
 def test_cli_rejects_labels_with_regions(tmp_path: Path) -> None:
     ref = save_nifti(tmp_path / "ref.nii.gz", _reference(), AFFINE)
-    result = run_cli("evaluate", "--pred", str(ref), "--ref", str(ref), "--out", str(tmp_path / "o.csv"), "--regions", "brats", "--labels", "1")
+    result = run_cli("evaluate", "-i", str(ref), "-r", str(ref), "-o", str(tmp_path / "o.csv"), "--regions", "brats", "--labels", "1")
     assert result.returncode != 0 and result.stderr.startswith("error:") and "--regions" in result.stderr
     assert not (tmp_path / "o.csv").exists()

@@ -57,7 +57,7 @@ def test_cli_evaluate_lits(tmp_path: Path) -> None:
     pred[2:4, 2:4, 1] = 1  # tumour called liver: liver perfect, tumour missed
     for folder, array in (("pred", pred), ("ref", ref)):
         save_nifti(tmp_path / folder / "case1.nii.gz", array, np.eye(4))
-    done = run_cli("evaluate", "--pred", str(tmp_path / "pred"), "--ref", str(tmp_path / "ref"), "--out", str(tmp_path / "m.csv"), "--regions", "lits")
+    done = run_cli("evaluate", "-i", str(tmp_path / "pred"), "-r", str(tmp_path / "ref"), "-o", str(tmp_path / "m.csv"), "--regions", "lits")
     assert done.returncode == 0, done.stderr
     assert "label liver: Dice 1.0000 (global 1.0000)" in done.stdout
     rows = {(r["case"], r["label"]): r for r in csv.DictReader((tmp_path / "m.csv").open())}

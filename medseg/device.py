@@ -1,10 +1,55 @@
-"""Device choice with a reason a user can read (``--device auto`` prints it)."""
+"""Device choice with a reason a user can read (``--device auto`` prints it), and this process's place in a
+torchrun job (read from the environment torchrun sets; no process group needed).
+
+A low floor (beside :mod:`medseg.io`) so prediction, training and the gateway share it; the process-group
+side of multi-GPU training lives in :mod:`medseg.engine.distributed`.
+"""
 
 from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import TypeVar
 
 import torch
 
 from medseg.errors import MedsegError
+
+T = TypeVar("T")
+
+
+def world_size() -> int:
+    """Processes in the run (``WORLD_SIZE`` from torchrun; 1 otherwise)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def is_distributed() -> bool:
+    return world_size() > 1
+
+
+def is_main() -> bool:
+    """Rank 0 (or a single process): the one that logs, checkpoints, exports and prints."""
+    return rank() == 0
+
+
+def local_device(device: torch.device) -> torch.device:
+    """Under torchrun, ``cuda`` means this process's GPU (``cuda:LOCAL_RANK``); other devices are unchanged."""
+    if is_distributed() and device.type == "cuda" and device.index is None:
+        return torch.device("cuda", local_rank() % max(torch.cuda.device_count(), 1))
+    return device
+
+
+def shard(items: Sequence[T]) -> list[T]:
+    """This rank's share of ``items``: every ``WORLD_SIZE``-th one, starting at ``RANK``."""
+    return list(items[rank() :: world_size()])
 
 
 def resolve_device(spec: str = "auto") -> tuple[torch.device, str]:
