@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from medseg.engine.device import resolve_device
+from medseg.device import resolve_device
 from medseg.engine.run import train_pipeline
 from medseg.errors import MedsegInputError
 from medseg.inference.predictor import Prediction, Predictor

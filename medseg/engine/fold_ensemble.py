@@ -21,7 +21,7 @@ import numpy as np
 
 from medseg.config import NetworkConfig, load_pipeline
 from medseg.data.layouts import Case, discover_cases, load_image_label_folders
-from medseg.engine.device import resolve_device
+from medseg.device import resolve_device
 from medseg.engine.folds import SPLITS, SUMMARY, score_case, summary_rows, write_summary
 from medseg.errors import MedsegInputError, MedsegModelError
 from medseg.inference.predictor import Predictor

@@ -22,7 +22,7 @@ from medseg.config.stages import is_staged
 from medseg.data.layouts import Case
 from medseg.engine import distributed
 from medseg.engine.data import pipeline_cases
-from medseg.engine.device import resolve_device
+from medseg.device import resolve_device
 from medseg.engine.variants import create_trainer
 from medseg.errors import MedsegConfigError, MedsegInputError
 from medseg.inference.predictor import Predictor
