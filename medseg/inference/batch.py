@@ -179,8 +179,8 @@ def predict_case(context: RunContext, source: CaseSource, targets: CaseTargets, 
         if targets.stats is not None:
             out.json(targets.stats, statistics)
         if targets.preview is not None:
-            window = manifest.preprocess.ct_window if manifest.preprocess.intensity == "ct" else None
-            out.preview(targets.preview, loaded.image[0].numpy(), result.labels, geometry, title or source.name, window)
+            modality = {"ct": "CT", "mri": "MR"}.get(manifest.preprocess.intensity)  # CT: soft-tissue window; MR: percentiles
+            out.preview(targets.preview, loaded.image[0].numpy(), result.labels, geometry, title or source.name, names=manifest.labels, modality=modality)
         timings["write"] = time.perf_counter() - written
         timings["total"] = time.perf_counter() - start
         peak = memory.read()

@@ -45,9 +45,11 @@ class OutputSet:
         self.written.append(write_json(path, obj))
 
     def preview(
-        self, path: Path, image: np.ndarray, labels: np.ndarray, geometry: Geometry, title: str, window: tuple[float, float] | None = None
+        self, path: Path, image: np.ndarray, labels: np.ndarray, geometry: Geometry, title: str, window: tuple[float, float] | None = None,
+        **options: Any,
     ) -> None:
-        self.written.append(save_preview(path, image, labels, geometry, title, window))
+        """PNG preview (:func:`medseg.viz.save_preview`; ``options``: its names, layout, style ...)."""
+        self.written.append(save_preview(path, image, labels, geometry, title, window, **options))
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[OutputSet]:
