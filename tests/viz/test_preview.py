@@ -99,7 +99,7 @@ def test_patient_left_is_on_the_picture_right(name: str) -> None:
 def test_panels_keep_the_true_aspect_ratio_and_scale() -> None:
     image, labels, affine = phantom()
     fig = preview_figure(image, labels, Geometry(image.shape, affine))
-    fig.canvas.draw()
+    fig.draw_without_rendering()
     size = [(ax.get_window_extent().width, ax.get_window_extent().height) for ax in fig.axes]
     extent = np.array(SPACING) * N  # mm along R, A, S
     assert size[0][1] / size[0][0] == pytest.approx(extent[1] / extent[0], rel=0.03)  # axial: A over R
