@@ -69,7 +69,7 @@ def _show(plane2d: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(plane2d.T[::-1, ::-1])
 
 
-def _centre(labels: np.ndarray) -> tuple[int, ...]:
+def label_centre(labels: np.ndarray) -> tuple[int, ...]:
     fg = np.argwhere(labels > 0)
     if len(fg) == 0:
         return tuple(s // 2 for s in labels.shape)
@@ -83,7 +83,7 @@ def _world(affine: np.ndarray, index: tuple[int, int, int]) -> np.ndarray:
 def orthogonal_panels(img: np.ndarray, lab: np.ndarray, affine: np.ndarray) -> list[Panel]:
     """Axial, coronal and sagittal panels through the centre of the labelled region (RAS arrays)."""
     sx, sy, sz = np.linalg.norm(affine[:3, :3], axis=0)
-    cx, cy, cz = _centre(lab)
+    cx, cy, cz = label_centre(lab)
     x, y, z = _world(affine, (cx, cy, cz))
     return [
         Panel(f"axial  z = {z:.1f} mm", "axial", _show(img[:, :, cz]), _show(lab[:, :, cz]), (sy, sx)),
@@ -235,4 +235,4 @@ def save_preview(
     return Path(path)
 
 
-__all__ = ["CT_SOFT_TISSUE", "LAYOUTS", "STYLES", "Panel", "display_window", "label_volumes", "preview_figure", "save_preview"]
+__all__ = ["CT_SOFT_TISSUE", "LAYOUTS", "STYLES", "Panel", "display_window", "label_centre", "label_volumes", "preview_figure", "save_preview"]
