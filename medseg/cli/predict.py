@@ -35,6 +35,7 @@ from medseg.inference.batch import (
 from medseg.inference.cases import CaseSource, batch_cases, is_list_file, single_case
 from medseg.inference.outputs import CaseTargets, preflight
 from medseg.inference.predictor import Predictor
+from medseg.inference.viewer import with_html
 from medseg.io.atomic import ensure_writable_dir, full_suffix
 from medseg.io.dicom import is_dicom_folder
 from medseg.io.image_io import IMAGE_SUFFIXES
@@ -120,6 +121,7 @@ def predict(
     probabilities: Path | None = typer.Option(None, help="Also write float probabilities (channels last), same geometry (a folder in batch mode)."),
     preview: Path | None = typer.Option(None, help="Also write a PNG preview (three orthogonal slices) (a folder in batch mode)."),
     stats: Path | None = typer.Option(None, help="Also write voxel counts and volumes (ml) per label as JSON (a folder in batch mode)."),
+    html: Path | None = typer.Option(None, "--html", help="Also write a case viewer: one self-contained HTML file (image, labels, volumes, warnings, provenance) that opens offline (a folder in batch mode)."),
     modalities: str | None = typer.Option(
         None, "--modalities",
         help="Modality of each -i image, comma-separated, in the order given (e.g. wat,fat,inn,opp): the images are put "
@@ -177,6 +179,7 @@ def predict(
         if fmt != "nifti" and not case.dicom:
             raise MedsegInputError(case.paths[0], "DICOM SEG output needs a DICOM series folder as input (use --output-format nifti)")
         preflight(list(requested_paths(targets(case))), force)
+    targets = with_html(targets, html, batch, force)
     if fmt != "nifti":
         from medseg.io.dicom_write import require_pydicom
 

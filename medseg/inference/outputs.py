@@ -30,6 +30,8 @@ class CaseTargets:
     uncertainty: Path | None = None
     #: head-provided extra outputs by name (``OutputHead.extra_outputs``), e.g. ``{"regions": path}``
     extras: dict[str, Path] = field(default_factory=dict)
+    #: self-contained HTML case viewer (:mod:`medseg.inference.viewer`)
+    html: Path | None = None
 
 
 class OutputSet:

@@ -16,14 +16,16 @@ import base64
 import html
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from medseg.errors import MedsegInputError, MedsegOutputError
-from medseg.io.atomic import check_output_path, write_text
+from medseg.inference.outputs import OutputSet, preflight
+from medseg.io.atomic import check_output_path, ensure_writable_dir, full_suffix, write_text
 from medseg.io.geometry import Geometry
 from medseg.palette import label_colour, label_hex
 from medseg.viz import label_centre, display_window, label_volumes
@@ -157,53 +159,79 @@ def write_case_html(path: str | Path, image: np.ndarray, geometry: Geometry, lab
 
 def view_files(
     image_path: Path, output: Path, labels_path: Path | None = None, report_path: Path | None = None,
-    names: dict[int, str] | None = None, force: bool = False, **options: Any,
-) -> Path:
-    """``medseg view``: the viewer page of an image file or DICOM series folder (and a label file).
+    names: dict[int, str] | None = None, force: bool = False, png: Path | None = None,
+    png_options: dict[str, Any] | None = None, **options: Any,
+) -> list[Path]:
+    """``medseg view``: the viewer page of an image file or DICOM series folder (and a label file), and
+    optionally the PNG preview (:func:`medseg.viz.save_preview` with ``png_options``), all or nothing.
 
-    Label names and warnings come from ``report_path`` (a ``medseg predict --report`` JSON) when given.
+    Label names and warnings come from ``report_path`` (a ``medseg predict --report`` JSON) when given;
+    ``options`` go to :func:`case_html` (``window`` and ``modality`` to the PNG too).
 
     Raises:
         MedsegInputError: an input cannot be read, or the label map's grid differs from the image's.
     """
-    from medseg.io.image_io import read_image
-
-    check_output_path(output, force)
-    image, geometry = _read_any(image_path)
-    labels = None
-    if labels_path is not None:
-        labels, label_geometry = read_image(labels_path, "label")
-        problem = geometry.mismatch(label_geometry)
-        if problem:
-            raise MedsegInputError(labels_path, f"label map does not match the image {image_path.name}: {problem}")
-    report = None
-    if report_path is not None:
-        try:
-            report = json.loads(Path(report_path).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise MedsegInputError(report_path, f"cannot read the report: {exc}") from None
-        if not isinstance(report, dict):
-            raise MedsegInputError(report_path, "not a medseg case report (expected a JSON object)")
+    preflight([output, png], force)
+    image, geometry, labels = read_case(image_path, labels_path)
+    report = _read_report(report_path) if report_path is not None else None
+    if report is not None:
         stats = (report.get("labels") or {}).get("labels") or {}
         names = names or {int(k): v["name"] for k, v in stats.items() if isinstance(v, dict) and "name" in v}
         options.setdefault("warnings", report.get("warnings") or [])
-    image = image[..., 0] if image.ndim == 4 else image  # first channel of a multi-channel file
     options.setdefault("title", image_path.name)
     options.setdefault("subtitle", f"{'x'.join(map(str, geometry.shape))} voxels, "
                        f"{'x'.join(f'{s:.3g}' for s in geometry.spacing)} mm, {geometry.orientation}")
-    return write_case_html(output, image, geometry, labels, names=names, report=report, **options)
+    with OutputSet().transaction() as out:
+        out.written.append(write_case_html(output, image, geometry, labels, names=names, report=report, **options))
+        if png is not None:
+            out.preview(png, image, labels, geometry, options["title"], options.get("window"), names=names,
+                        modality=options.get("modality"), **(png_options or {}))
+    return out.written
 
 
-def _read_any(path: Path) -> tuple[np.ndarray, Geometry]:
-    """An image file, or a DICOM series folder (its largest series), as ``(array, geometry)``."""
-    if path.is_dir():
-        from medseg.io.dicom import read_dicom_series
-
-        volume, geometry = read_dicom_series(path)[:2]
-        return np.asarray(volume), geometry
+def read_case(image_path: Path, labels_path: Path | None = None) -> tuple[np.ndarray, Geometry, np.ndarray | None]:
+    """``(image (I, J, K), geometry, labels or None)``: an image file (first channel) or DICOM series folder,
+    and a label map that must lie on the same grid."""
     from medseg.io.image_io import read_image
 
-    return read_image(path, allow_channels=True)
+    if image_path.is_dir():
+        from medseg.io.dicom import read_dicom_series
+
+        image, geometry = read_dicom_series(image_path)[:2]
+    else:
+        image, geometry = read_image(image_path, allow_channels=True)
+    image = image[..., 0] if image.ndim == 4 else image  # first channel of a multi-channel file
+    if labels_path is None:
+        return np.asarray(image), geometry, None
+    labels, label_geometry = read_image(labels_path, "label")
+    problem = geometry.mismatch(label_geometry)
+    if problem:
+        raise MedsegInputError(labels_path, f"label map does not match the image {image_path.name}: {problem}")
+    return np.asarray(image), geometry, labels
 
 
-__all__ = ["NIIVUE_JS", "NIIVUE_VERSION", "case_html", "label_lut", "provenance_summary", "view_files", "write_case_html"]
+def _read_report(path: Path) -> dict[str, Any]:
+    try:
+        report = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise MedsegInputError(path, f"cannot read the report: {' '.join(str(exc).split())}") from None
+    if not isinstance(report, dict):
+        raise MedsegInputError(path, "not a medseg case report (expected a JSON object)")
+    return report
+
+
+def with_html(targets_for: Callable[[Any], Any], html: Path | None, batch: bool, force: bool) -> Callable[[Any], Any]:
+    """``medseg predict --html``: add the viewer page to each case's :class:`~medseg.inference.outputs.CaseTargets`
+    (``html`` is the page of one case, or a folder of ``CASE.html`` in batch mode), checked before any work."""
+    if html is None:
+        return targets_for
+    if batch:
+        ensure_writable_dir(html)
+        return lambda case: replace(targets_for(case), html=html / f"{case.name}.html")
+    if full_suffix(html).lower() not in (".html", ".htm"):
+        raise MedsegOutputError(f"{html}: --html writes an .html file")
+    check_output_path(html, force)
+    return lambda case: replace(targets_for(case), html=html)
+
+
+__all__ = ["NIIVUE_JS", "NIIVUE_VERSION", "case_html", "label_lut", "provenance_summary", "read_case", "view_files", "with_html", "write_case_html"]
