@@ -89,7 +89,8 @@ def progress_figure(rows: list[dict[str, Any]]) -> Any:
             mean = key == "val_score"
             ax.plot(epochs, values, marker="o" if key.startswith("val_") else None, markersize=3, label=_legend_name(key),
                     color="black" if mean else None, linewidth=2.2 if mean else 1.4, linestyle="--" if mean else "-")
-        if ylabel == "learning rate" or (ylabel == "loss" and _spread(rows, panel_keys) > 30):
+        positive = all(v > 0 for k in panel_keys for v in _series(rows, k)[1])  # a poly schedule may end at lr 0
+        if positive and (ylabel == "learning rate" or (ylabel == "loss" and _spread(rows, panel_keys) > 30)):
             ax.set_yscale("log")
         if ylabel == "validation score" and all(0 <= v <= 1 for k in panel_keys for v in _series(rows, k)[1]):
             ax.set_ylim(-0.02, 1.02)

@@ -66,3 +66,13 @@ def test_registration_dice_and_folding(tmp_path) -> None:
 def test_without_validation() -> None:
     fig = progress_figure([{"epoch": 1, "lr": 0.1, "loss": 1.0}, {"epoch": 2, "lr": 0.1, "loss": 0.5}])
     assert len(fig.axes) == 2 and fig._suptitle is None
+
+
+def test_learning_rate_that_reaches_zero_is_plotted_linearly() -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fig = progress_figure([{"epoch": 1, "lr": 0.1, "loss": 1.0}, {"epoch": 2, "lr": 0.0, "loss": 0.5}])
+        fig.draw_without_rendering()
+    assert fig.axes[1].get_yscale() == "linear"
