@@ -28,7 +28,7 @@ from medseg.inference.outputs import OutputSet, preflight
 from medseg.io.atomic import check_output_path, ensure_writable_dir, full_suffix, write_text
 from medseg.io.geometry import Geometry
 from medseg.palette import label_colour, label_hex
-from medseg.viz import label_centre, display_window, label_volumes
+from medseg.viz import display_window, label_centre, label_volumes
 
 ASSETS = Path(__file__).resolve().parents[1] / "viewer_assets"
 NIIVUE_JS = ASSETS / "niivue.umd.js"
@@ -139,8 +139,9 @@ def case_html(
     }
     fields = {
         "TITLE": html.escape(payload["title"]), "MEDSEG_VERSION": _medseg_version(), "NIIVUE_VERSION": NIIVUE_VERSION,
-        # inside <script>: "</" could close the element early, so it is escaped (JSON reads "<\/" as "</")
-        "DATA": json.dumps(payload).replace("</", "<\\/"),
+        # inside <script>, "</script" or "<!--" in a name or warning would end or confuse the element: every
+        # "<" is written as the JSON escape \u003c (JSON.parse reads it back as "<")
+        "DATA": json.dumps(payload).replace("<", "\\u003c"),
         "NIIVUE": NIIVUE_JS.read_text(encoding="utf-8"),
     }
     return re.sub(r"\{\{([A-Z_]+)\}\}", lambda m: fields[m.group(1)], TEMPLATE.read_text(encoding="utf-8"))

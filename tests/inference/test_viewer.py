@@ -47,7 +47,7 @@ def phantom() -> tuple[np.ndarray, np.ndarray, Geometry]:
 
 
 def page_data(page: str) -> dict:
-    match = re.search(r'<script type="application/json" id="case-data">(.*?)</script>', page, re.S)
+    match = re.search(r'<script type="application/json" id="case-data">(.*?)</script>', page, re.DOTALL)
     assert match
     return json.loads(match.group(1))
 
@@ -67,18 +67,21 @@ REPORT = {
 
 def test_page_is_self_contained_and_exact() -> None:
     image, labels, geometry = phantom()
-    page = case_html(image, geometry, labels, names=NAMES, title="phantom <1>", warnings=["check </script> escaping"], report=REPORT)
+    page = case_html(image, geometry, labels, names=NAMES, title="phantom <1>", warnings=["check </script> <!-- escaping"], report=REPORT)
     # nothing is fetched: no external scripts, styles or URLs to load, NiiVue inline
     assert not re.search(r"<(script|link|img)[^>]+(src|href)=", page)
     assert "{{" + "NIIVUE}}" not in page and "{{" + "DATA}}" not in page
-    assert NIIVUE_JS.read_text(encoding="utf-8") in page
+    bundle = NIIVUE_JS.read_text(encoding="utf-8")
+    assert bundle in page
+    assert "</script" not in bundle.lower() and "<!--" not in bundle  # safe to inline in a <script> element
     assert NIIVUE_JS.stat().st_size < 5 * 2**20
     license_note = (NIIVUE_JS.parent / "LICENSE.niivue").read_text()
     assert hashlib.sha256(NIIVUE_JS.read_bytes()).hexdigest() in license_note and f"@niivue/niivue {NIIVUE_VERSION}" in license_note
     assert "<title>phantom &lt;1&gt;</title>" in page
 
     data = page_data(page)
-    assert data["warnings"] == ["check </script> escaping"]
+    assert data["warnings"] == ["check </script> <!-- escaping"]
+    assert page.count("</script>") == 3  # the data, NiiVue and the page's own script
     # the embedded volumes are the input's voxels on the input's grid
     embedded = nifti(data["image"])
     np.testing.assert_array_equal(np.asarray(embedded.dataobj), image)
