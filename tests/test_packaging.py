@@ -40,3 +40,13 @@ def test_dicom_seg_works_after_a_plain_install() -> None:
     names = {re.split(r"[<>=!~\[; ]", dep, maxsplit=1)[0].lower() for dep in project["dependencies"]}
     assert {"highdicom", "pydicom"} <= names
     assert "dicom" in project["optional-dependencies"]  # the old extra still resolves (docker/build.sh, pip install medseg[dicom])
+
+
+def test_viewer_assets_ship_as_package_data() -> None:
+    """The HTML case viewer needs its template and the NiiVue bundle inside the wheel (no network at run time)."""
+    from fnmatch import fnmatch
+
+    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["medseg"]
+    assets = [p.relative_to(ROOT / "medseg").as_posix() for p in (ROOT / "medseg" / "viewer_assets").iterdir()]
+    assert {"viewer_assets/niivue.umd.js", "viewer_assets/viewer.html", "viewer_assets/LICENSE.niivue"} <= set(assets)
+    assert all(any(fnmatch(a, pattern) for pattern in patterns) for a in assets)

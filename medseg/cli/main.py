@@ -89,6 +89,7 @@ def _register() -> None:
         register,
         selfcheck,
         train,
+        view,
     )
 
     app.command("demo")(demo.demo)
@@ -102,6 +103,7 @@ def _register() -> None:
     app.command("gateway")(gateway.gateway)
     app.command("plan")(plan.plan)
     app.command("ensemble")(ensemble.ensemble)
+    app.command("view")(view.view)
 
 
 _register()

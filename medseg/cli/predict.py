@@ -40,6 +40,7 @@ def predict(
     quiet: bool = QUIET,
     plan: bool = typer.Option(False, "--plan", help="Print the memory plan of each case (from the headers) and exit."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the network (the first window batch pays the compile time)."),
+    html: Path | None = typer.Option(None, "--html", metavar="PATH", help="Also write a case viewer: one self-contained HTML file (image, labels, volumes, warnings, provenance) that opens offline (a folder in batch mode)."),
 ) -> None:
     """Segment one case or a batch of cases; outputs keep the input's shape, affine and voxel size.
 
@@ -54,7 +55,7 @@ def predict(
 
     request = PredictRequest(
         tuple(inputs), output, model, output_format, series_uid, report, uncertainty, probabilities, preview, stats,
-        modalities, layout, parse_extras(extra), force,
+        modalities, layout, parse_extras(extra), force, html=html,
     )
     job = prepare_job(request).shard()
     context = open_context(model, device, overlap=overlap, sw_batch_size=sw_batch_size, tta=tta, compile=compile, series_uid=series_uid)

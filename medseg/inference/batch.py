@@ -27,6 +27,7 @@ from medseg.inference.outputs import CaseTargets, OutputSet, label_statistics
 from medseg.inference.predictor import Prediction, Predictor
 from medseg.inference.report import PeakMemory, case_report, input_digests
 from medseg.inference.uncertainty import entropy_map, label_entropy
+from medseg.inference.viewer import write_case_html
 from medseg.io.atomic import full_suffix, write_text
 
 OUTPUT_FORMATS = ("nifti", "dicom-seg", "both")
@@ -107,7 +108,7 @@ def targets_in_folder(
 
 def requested_paths(targets: CaseTargets) -> list[Path]:
     """Every file the targets ask for."""
-    fields = ("labels", "dicom_seg", "probabilities", "uncertainty", "stats", "preview", "report")
+    fields = ("labels", "dicom_seg", "probabilities", "uncertainty", "stats", "preview", "report", "html")
     return [p for p in (getattr(targets, f) for f in fields) if p is not None] + list(targets.extras.values())
 
 
@@ -179,21 +180,27 @@ def predict_case(context: RunContext, source: CaseSource, targets: CaseTargets, 
         if targets.stats is not None:
             out.json(targets.stats, statistics)
         if targets.preview is not None:
-            window = manifest.preprocess.ct_window if manifest.preprocess.intensity == "ct" else None
-            out.preview(targets.preview, loaded.image[0].numpy(), result.labels, geometry, title or source.name, window)
+            modality = {"ct": "CT", "mri": "MR"}.get(manifest.preprocess.intensity)  # CT: soft-tissue window; MR: percentiles
+            out.preview(targets.preview, loaded.image[0].numpy(), result.labels, geometry, title or source.name, names=manifest.labels, modality=modality)
         timings["write"] = time.perf_counter() - written
         timings["total"] = time.perf_counter() - start
         peak = memory.read()
-        if targets.report is not None:
-            outputs = {f: str(getattr(targets, f)) for f in ("labels", "dicom_seg", "probabilities", "uncertainty", "stats", "preview")
+        if targets.report is not None or targets.html is not None:
+            outputs = {f: str(getattr(targets, f)) for f in ("labels", "dicom_seg", "probabilities", "uncertainty", "stats", "preview", "html")
                        if getattr(targets, f) is not None} | {name: str(path) for name, path in targets.extras.items()}
-            out.json(targets.report, case_report(
+            report = case_report(
                 case=source.name, inputs={"path": str(source.paths[0].absolute()), "paths": [str(p.absolute()) for p in source.paths], **input_digests(loaded.files)},
                 geometry=geometry.to_dict(), model=context.model, device=str(predictor.device), device_reason=context.device_reason,
                 settings=context.settings(), timings=timings, memory=peak, statistics=statistics, uncertainty=uncertainty,
                 outputs=outputs, warnings=_warnings(loaded, result, context, caught),
                 dicom=loaded.series.summary() if loaded.series is not None else None,
-            ))
+            )
+            if targets.report is not None:
+                out.json(targets.report, report)
+            if targets.html is not None:  # the case viewer: image, labels, legend, warnings and provenance in one page
+                out.written.append(write_case_html(
+                    targets.html, loaded.image[0].numpy(), geometry, result.labels, names=manifest.labels, title=title or source.name,
+                    warnings=report["warnings"], report=report, modality={"ct": "CT", "mri": "MR"}.get(manifest.preprocess.intensity)))
     return CaseRun(source.name, source.describe(), "ok", "", statistics, timings, peak["rss_mb"], result,
                    loaded.series.console_lines() if loaded.series is not None else [])
 

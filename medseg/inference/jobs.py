@@ -75,6 +75,8 @@ class PredictRequest:
     extras: Mapping[str, Path] = field(default_factory=dict)
     force: bool = False
     case_name: str | None = None
+    #: the case viewer page (``--html``): an .html file for one case, a folder of ``CASE.html`` in batch mode
+    html: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,8 @@ class PredictJob:
             targets = targets_for_file(name, fmt, self.report, r.uncertainty, r.probabilities, r.preview, r.stats)
         else:
             targets = targets_for_file(r.output, fmt, self.report, r.uncertainty, r.probabilities, r.preview, r.stats)
+        if r.html is not None:
+            targets = dataclasses.replace(targets, html=r.html / f"{case.name}.html" if self.batch else r.html)
         if not r.extras:
             return targets
         extras = dict(r.extras) if not (self.batch or self.to_folder) else {n: folder / f"{case.name}.nii.gz" for n, folder in r.extras.items()}
@@ -175,7 +179,7 @@ def prepare_job(request: PredictRequest) -> PredictJob:
             raise MedsegInputError(first, "--modalities names the -i files of one case; in a batch, file names give the modality (case_fat, case_wat, ... or case_0000, case_0001, ...)")
         cases = batch_cases(first, read_manifest(resolve_model(r.model)).modalities) if r.layout is None else layout_cases(first, r.layout)
         job = PredictJob(r, tuple(cases), True, r.output_format or "nifti", True if r.report is None else r.report, True)
-        for folder in (r.output, r.probabilities, r.preview, r.stats, *r.extras.values()):
+        for folder in (r.output, r.probabilities, r.preview, r.stats, r.html, *r.extras.values()):
             if folder is not None:
                 ensure_writable_dir(folder)
         return job
@@ -194,6 +198,8 @@ def prepare_job(request: PredictRequest) -> PredictJob:
         for path in r.extras.values():
             if full_suffix(path).lower() not in IMAGE_SUFFIXES:
                 raise MedsegOutputError(f"{path}: --extra output needs an image extension ({', '.join(IMAGE_SUFFIXES)})")
+    if r.html is not None and full_suffix(r.html).lower() not in (".html", ".htm"):
+        raise MedsegOutputError(f"{r.html}: --html writes an .html file (a folder in batch mode)")
     job = PredictJob(r, (case,), False, fmt, bool(r.report), to_folder)
     preflight(list(requested_paths(job.targets(case))), r.force)
     if fmt != "nifti":

@@ -30,6 +30,8 @@ class CaseTargets:
     uncertainty: Path | None = None
     #: head-provided extra outputs by name (``OutputHead.extra_outputs``), e.g. ``{"regions": path}``
     extras: dict[str, Path] = field(default_factory=dict)
+    #: self-contained HTML case viewer (:mod:`medseg.inference.viewer`)
+    html: Path | None = None
 
 
 class OutputSet:
@@ -45,9 +47,11 @@ class OutputSet:
         self.written.append(write_json(path, obj))
 
     def preview(
-        self, path: Path, image: np.ndarray, labels: np.ndarray, geometry: Geometry, title: str, window: tuple[float, float] | None = None
+        self, path: Path, image: np.ndarray, labels: np.ndarray, geometry: Geometry, title: str, window: tuple[float, float] | None = None,
+        **options: Any,
     ) -> None:
-        self.written.append(save_preview(path, image, labels, geometry, title, window))
+        """PNG preview (:func:`medseg.viz.save_preview`; ``options``: its names, layout, style ...)."""
+        self.written.append(save_preview(path, image, labels, geometry, title, window, **options))
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[OutputSet]:
