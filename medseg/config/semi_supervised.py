@@ -59,6 +59,8 @@ class DsaifViewsConfig(Strict):
     (cached; ``cache_dir`` keeps the results on disk for later runs), crops the filtered volumes at the
     same place and applies the gamma afterwards (faster; areas are those of whole-volume components).
     ``swap_prob``: probability that network 1 gets the Min-tree view and network 2 the Max-tree view.
+    ``quantisation``: ``code`` (default) scales to 8 bits by ``max - min + 1e-7`` and truncates as the code
+    (the maximum on level 254); ``exact`` scales by ``max - min`` (the maximum on 255).
     """
 
     scope: Literal["patch", "volume"] = "patch"
@@ -67,6 +69,7 @@ class DsaifViewsConfig(Strict):
     levels: int | None = Field(256, ge=2)
     rounding: Literal["floor", "nearest"] = "floor"
     connectivity: int | None = Field(None, ge=1, le=3)
+    quantisation: Literal["code", "exact"] = "code"
     cache_dir: str | None = None
 
 

@@ -43,7 +43,7 @@ from monai.transforms import MapTransform, RandomizableTransform
 from monai.utils import convert_data_type, convert_to_dst_type
 
 from medseg.transforms.filter_cache import FilterCache
-from medseg.transforms.tree_filter import Rounding, TreeFilterSettings, structure_aware_filter
+from medseg.transforms.tree_filter import Quantisation, Rounding, TreeFilterSettings, structure_aware_filter
 
 Perturbation = Literal["dsaif", "noise", "plain"]
 PERTURBATIONS: tuple[str, ...] = ("dsaif", "noise", "plain")
@@ -105,10 +105,11 @@ class VolumeTreeFilterd(MapTransform):
         rounding: Rounding = "floor",
         connectivity: int | None = None,
         cache: FilterCache | None = None,
+        quantisation: Quantisation = "code",
     ) -> None:
         super().__init__([image_key])
         self.image_key, self.range_key, self.slice_axis = image_key, range_key, slice_axis
-        self.settings = TreeFilterSettings("max", min_area, levels, rounding, connectivity)
+        self.settings = TreeFilterSettings("max", min_area, levels, rounding, connectivity, quantisation)
         self.cache = cache
 
     def _filter(self, array: np.ndarray, tree: str, lo: float, hi: float) -> np.ndarray:
@@ -117,7 +118,7 @@ class VolumeTreeFilterd(MapTransform):
         def compute() -> np.ndarray:
             return structure_aware_filter(
                 array, tree, min_area=s.min_area, levels=s.levels, rounding=s.rounding,  # type: ignore[arg-type]
-                connectivity=s.connectivity, value_range=(lo, hi),
+                connectivity=s.connectivity, value_range=(lo, hi), quantisation=s.quantisation,
             )
 
         if self.cache is None:
@@ -152,7 +153,8 @@ class MutualViewsd(RandomizableTransform, MapTransform):
         gamma_prob / gamma_range: per view, gamma contrast with this probability, gamma uniform in range.
         rotate_axes: spatial axes (of ``(C, *spatial)``) in which view 2 is rotated; None: no rotation.
         noise_std / noise_clip: ``noise``: std and clip of the Gaussian noise, fractions of the range.
-        min_area, levels, rounding, connectivity: ``dsaif`` filter settings (patch scope).
+        min_area, levels, rounding, connectivity, quantisation: ``dsaif`` filter settings (patch scope;
+            ``quantisation`` ``"code"``: the maximum on level 254 as the code, ``"exact"``: on 255).
         scope: ``patch`` (filter the crop) or ``volume`` (read ``FILTERED_KEYS``, see :class:`VolumeTreeFilterd`).
         range_key: per-channel ``(min, max)`` of the volume (:class:`IntensityRanged`); absent: the crop's.
 
@@ -179,6 +181,7 @@ class MutualViewsd(RandomizableTransform, MapTransform):
         rounding: Rounding = "floor",
         connectivity: int | None = None,
         scope: Literal["patch", "volume"] = "patch",
+        quantisation: Quantisation = "code",
     ) -> None:
         RandomizableTransform.__init__(self, prob)
         MapTransform.__init__(self, [image_key])
@@ -195,7 +198,7 @@ class MutualViewsd(RandomizableTransform, MapTransform):
         self.swap_prob, self.gamma_prob, self.gamma_range = swap_prob, gamma_prob, tuple(gamma_range)
         self.rotate_axes = None if rotate_axes is None else (int(rotate_axes[0]), int(rotate_axes[1]))
         self.noise_std, self.noise_clip = noise_std, noise_clip
-        self.settings = TreeFilterSettings("max", min_area, levels, rounding, connectivity)
+        self.settings = TreeFilterSettings("max", min_area, levels, rounding, connectivity, quantisation)
         self.swap = False
         self.gammas: list[float | None] = [None, None]
         self.k = 0
@@ -230,7 +233,7 @@ class MutualViewsd(RandomizableTransform, MapTransform):
                 s = self.settings
                 out[c] = structure_aware_filter(
                     crop[c], tree, min_area=s.min_area, levels=s.levels, rounding=s.rounding,  # type: ignore[arg-type]
-                    connectivity=s.connectivity, value_range=(lo, hi), gamma=gamma,
+                    connectivity=s.connectivity, value_range=(lo, hi), gamma=gamma, quantisation=s.quantisation,
                 )
             elif self.perturbation == "dsaif":
                 out[c] = gamma_contrast(filtered[c], gamma, lo, hi)
