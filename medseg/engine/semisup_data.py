@@ -117,6 +117,7 @@ def _views(config: PipelineConfig, prefix: str) -> MutualViewsd:
         connectivity=f.connectivity,
         scope=f.scope,
         quantisation=f.quantisation,
+        bezier=v.bezier,
     )
 
 
