@@ -40,7 +40,7 @@ _INNER_CONTROLS = {2: 0.5, 4: 0.75}
 _SAMPLES = 100_000
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def bezier_curve(kind: int) -> tuple[np.ndarray, np.ndarray]:
     """Sorted samples ``(x, y)`` on ``[-1, 1]`` of remapping ``kind`` (2 or 4), for ``np.interp``."""
     if kind not in _INNER_CONTROLS:

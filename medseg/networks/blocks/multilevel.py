@@ -70,6 +70,9 @@ class MultiLevelActivation(nn.Module):
         [0, 1, 2, 3]
     """
 
+    fixed_offsets: torch.Tensor  # buffers (typed for mypy)
+    calibrated: torch.Tensor
+
     def __init__(
         self,
         offsets: Sequence[float] = (0.5, 1.5, 2.5),
