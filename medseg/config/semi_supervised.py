@@ -34,6 +34,10 @@ class ViewsConfig(Strict):
     ``rotate`` the second network's view is turned by k x 90 degrees (k uniform in 0..3) in ``rotate_axes``
     (default: the last two spatial axes that are not the slice axis) and its output turned back.
     ``labelled_too``: labelled crops get views as well (code), else only unlabelled ones.
+    ``bezier`` (default true, the released configuration's ``bezier_type: [3, 3]``): each network's input
+    starts from its own one of three intensity remappings of the crop (identity, or one of two increasing
+    Bezier curves; drawn per network and per sample, perturbed or not; see
+    ``medseg.transforms.intensity_curves``); false: from the crop itself.
     """
 
     prob: float = Field(0.5, ge=0, le=1)
@@ -42,6 +46,7 @@ class ViewsConfig(Strict):
     rotate: bool = True
     rotate_axes: tuple[int, int] | None = None
     labelled_too: bool = True
+    bezier: bool = True
 
     @field_validator("gamma_range")
     @classmethod
@@ -59,6 +64,8 @@ class DsaifViewsConfig(Strict):
     (cached; ``cache_dir`` keeps the results on disk for later runs), crops the filtered volumes at the
     same place and applies the gamma afterwards (faster; areas are those of whole-volume components).
     ``swap_prob``: probability that network 1 gets the Min-tree view and network 2 the Max-tree view.
+    ``quantisation``: ``code`` (default) scales to 8 bits by ``max - min + 1e-7`` and truncates as the code
+    (the maximum on level 254); ``exact`` scales by ``max - min`` (the maximum on 255).
     """
 
     scope: Literal["patch", "volume"] = "patch"
@@ -67,6 +74,7 @@ class DsaifViewsConfig(Strict):
     levels: int | None = Field(256, ge=2)
     rounding: Literal["floor", "nearest"] = "floor"
     connectivity: int | None = Field(None, ge=1, le=3)
+    quantisation: Literal["code", "exact"] = "code"
     cache_dir: str | None = None
 
 

@@ -116,6 +116,8 @@ def _views(config: PipelineConfig, prefix: str) -> MutualViewsd:
         rounding=f.rounding,
         connectivity=f.connectivity,
         scope=f.scope,
+        quantisation=f.quantisation,
+        bezier=v.bezier,
     )
 
 
@@ -136,7 +138,7 @@ def crop_dataset(config: PipelineConfig, cases: list[Case], labelled: bool, cach
         steps.append(
             VolumeTreeFilterd(
                 slice_axis=config.network.slice_axis, min_area=f.min_area, levels=f.levels, rounding=f.rounding,
-                connectivity=f.connectivity, cache=cache,
+                connectivity=f.connectivity, cache=cache, quantisation=f.quantisation,
             )
         )
         image_keys += list(FILTERED_KEYS.values())

@@ -133,8 +133,12 @@ class NestedResUNet(nn.Module):
             summed output alone (coarser entries at their own resolution).
         head: ``"multilevel"``, ``"softmax"`` or ``"sigmoid"``; default inferred: ``out_channels == 1`` ->
             multilevel, otherwise softmax.
-        offsets, steepness, learn_offsets: the multi-level activation (multilevel head only; see
-            :class:`~medseg.networks.blocks.multilevel.MultiLevelActivation`, reconstructed defaults).
+        offsets, steepness, learn_offsets, offset_init: the multi-level activation (multilevel head only;
+            see :class:`~medseg.networks.blocks.multilevel.MultiLevelActivation`, reconstructed defaults):
+            initial offsets ``b_1 < ... < b_K`` (0.5, 1.5, 2.5), sigmoid steepness (5), learnt offsets (False),
+            ``offset_init`` ``"centred"`` (default: the offsets are shifted onto the median of z of the first
+            training batch, so every level is reachable from the start) or ``"fixed"`` (as given, the
+            behaviour before issue 19).
 
     Shapes:
         input ``(B, in_channels, *spatial)`` with every spatial size divisible by ``2**(levels - 1)``;
@@ -164,6 +168,7 @@ class NestedResUNet(nn.Module):
         offsets: Sequence[float] = (0.5, 1.5, 2.5),
         steepness: float = 5.0,
         learn_offsets: bool = False,
+        offset_init: str = "centred",
     ) -> None:
         super().__init__()
         if spatial_dims not in (2, 3):
@@ -216,7 +221,7 @@ class NestedResUNet(nn.Module):
         )
         self.head_upsample = _upsample(dims, upsample_mode)
         self.activation = (
-            MultiLevelActivation(offsets, steepness, learn_offsets) if head == "multilevel" else None
+            MultiLevelActivation(offsets, steepness, learn_offsets, offset_init) if head == "multilevel" else None
         )
         self._init_weights(slope)
 

@@ -27,7 +27,7 @@ from monai.transforms import MapTransform, Randomizable, RandomizableTransform, 
 from monai.utils import TransformBackends, convert_data_type, convert_to_dst_type
 
 from medseg.transforms.filter_cache import FilterCache
-from medseg.transforms.tree_filter import Rounding, TreeFilterSettings, TreeType, structure_aware_filter
+from medseg.transforms.tree_filter import Quantisation, Rounding, TreeFilterSettings, TreeType, structure_aware_filter
 
 
 class StructureAwareFilter(Transform):
@@ -42,6 +42,7 @@ class StructureAwareFilter(Transform):
         value_range: scale to this ``(low, high)`` instead of each channel's min/max.
         cache: optional :class:`FilterCache`; used for the deterministic calls (no ``keep_prob``).
         cache_gamma: also cache calls with a gamma (off: a continuous gamma never repeats).
+        quantisation: ``"code"`` (default: the maximum on level 254) or ``"exact"`` (on 255); see ``tree_filter``.
 
     Input ``(C, *spatial)`` numpy array or torch tensor (MetaTensor meta kept); output of the same type,
     float32 (or the input dtype for exact integer filtering with ``levels=None``).
@@ -59,8 +60,9 @@ class StructureAwareFilter(Transform):
         value_range: tuple[float, float] | None = None,
         cache: FilterCache | None = None,
         cache_gamma: bool = False,
+        quantisation: Quantisation = "code",
     ) -> None:
-        self.settings = TreeFilterSettings(tree, min_area, levels, rounding, connectivity)
+        self.settings = TreeFilterSettings(tree, min_area, levels, rounding, connectivity, quantisation)
         if value_range is not None and not (len(value_range) == 2 and value_range[0] <= value_range[1]):
             raise ValueError(f"value_range must be (low, high) with low <= high, got {value_range}")
         self.value_range = None if value_range is None else (float(value_range[0]), float(value_range[1]))
@@ -85,6 +87,7 @@ class StructureAwareFilter(Transform):
                 gamma=gamma,
                 keep_prob=keep_prob,
                 seed=seed,
+                quantisation=s.quantisation,
             )
 
         cacheable = self.cache is not None and keep_prob == 0.0 and (gamma is None or self.cache_gamma)
@@ -111,7 +114,7 @@ class RandStructureAwareFilter(RandomizableTransform):
     ``keep_prob`` is the code's ``tree_topoprob`` (0 in the released config). ``prob`` here is only whether
     to filter at all; the choice of Max-tree vs Min-tree per network belongs to the view generation.
     ``filter_kwargs`` go to :class:`StructureAwareFilter` (``min_area``, ``levels``, ``rounding``,
-    ``connectivity``, ``value_range``, ``cache``; the cache serves the draws without gamma).
+    ``connectivity``, ``value_range``, ``cache``, ``quantisation``; the cache serves the draws without gamma).
     """
 
     backend = StructureAwareFilter.backend

@@ -8,6 +8,8 @@ The filter, on one 2D or 3D image:
 0. *Quantise*: min-max scale to ``[0, 1]`` (optionally a gamma ``x ** gamma`` first, the paper's random
    contrast), then to ``levels`` integer levels (paper: 8 bits; the code truncates, ``(x * 255).astype(uint8)``,
    hence ``rounding="floor"``). ``levels=None`` keeps exact values (integer or float), no scaling at all.
+   ``quantisation="code"`` (default) scales as the code, by ``max - min + 1e-7``, and truncates exactly, so
+   the maximum lands on level 254 of 0..255; ``"exact"`` scales by ``max - min`` (the maximum on 255).
 1. *Area filter*: build the Max-tree (bright components) or Min-tree (dark components) with 8-connectivity
    in 2D or 26 in 3D (``connectivity`` as in :func:`scipy.ndimage.generate_binary_structure`, default full),
    delete every component node with fewer than ``min_area`` pixels (an area opening / closing).
@@ -32,8 +34,11 @@ Paper vs code (flags, paper default):
   each would-be-deleted node with this probability (``tree_topopruning_random``).
 * The area filter is on (``min_area=50``, config ``tree_areathrehold``); the first higra version of the code
   had none (``min_area=0``).
-* The code scales by ``max - min + 1e-7`` and truncates; we scale by ``max - min`` (the maximum maps to
-  the top level) and floor with a 1e-4 level tolerance against float error.
+* ``quantisation`` (default ``"code"``): the code scales by ``max - min + 1e-7`` (``dataset/semi.py``, 3D;
+  its 2D path ``+ 1e-8``) and truncates, so the maximum maps to level 254 and every value sits a hair below
+  its exact level: one grey level lower for 13-100 % of the voxels of a Min-tree image than with ``"exact"``,
+  which scales by ``max - min`` (the maximum on the top level) and floors with a 1e-4 level tolerance
+  against float error (so that re-quantising a float32 output gives back its levels).
 
 Example:
     >>> img = np.random.default_rng(0).integers(0, 8, (32, 32)).astype(np.float32)
@@ -54,6 +59,10 @@ from scipy import ndimage
 
 TreeType = Literal["max", "min"]
 Rounding = Literal["floor", "nearest"]
+Quantisation = Literal["code", "exact"]
+QUANTISATIONS: tuple[str, ...] = ("code", "exact")
+#: the code's ``max - min + 1e-7`` (DSAIF-SEMI ``dataset/semi.py``)
+CODE_SCALE_EPS = 1e-7
 
 # Tolerance (in level units) of the floor quantisation: truncation maps a value that should land exactly on
 # a level to the level below when float rounding puts it a hair under. Re-quantising a float32 output of
@@ -74,6 +83,8 @@ class TreeFilterSettings:
         rounding: ``"floor"`` (code: truncation of ``x * (levels - 1)``) or ``"nearest"``.
         connectivity: neighbourhood as in ``scipy.ndimage.generate_binary_structure``: 1 = faces
             (4 in 2D, 6 in 3D) ... ``ndim`` = full (8 in 2D, 26 in 3D, the paper's); ``None`` = full.
+        quantisation: ``"code"`` (default: scale by ``max - min + 1e-7`` and truncate, the maximum on level
+            254 of 256) or ``"exact"`` (scale by ``max - min``, the maximum on the top level).
     """
 
     tree: TreeType = "max"
@@ -81,6 +92,7 @@ class TreeFilterSettings:
     levels: int | None = 256
     rounding: Rounding = "floor"
     connectivity: int | None = None
+    quantisation: Quantisation = "code"
 
     def __post_init__(self) -> None:
         if self.tree not in ("max", "min"):
@@ -93,6 +105,8 @@ class TreeFilterSettings:
             raise ValueError(f"rounding must be 'floor' or 'nearest', got {self.rounding!r}")
         if self.connectivity is not None and self.connectivity not in (1, 2, 3):
             raise ValueError(f"connectivity must be None or 1..ndim, got {self.connectivity!r}")
+        if self.quantisation not in QUANTISATIONS:
+            raise ValueError(f"quantisation must be 'code' or 'exact', got {self.quantisation!r}")
 
 
 class NodeCounts(NamedTuple):
@@ -219,8 +233,13 @@ def quantise(
     value_range: tuple[float, float] | None = None,
     gamma: float | None = None,
     rounding: Rounding = "floor",
+    quantisation: Quantisation = "code",
 ) -> tuple[np.ndarray, float, float]:
     """Min-max scale (to ``value_range`` if given, values outside clipped), gamma, quantise.
+
+    ``quantisation="code"`` divides by ``hi - lo + 1e-7`` and floors exactly (``(x * 255).astype(uint8)`` in the
+    code: the maximum lands one level below the top); ``"exact"`` divides by ``hi - lo`` and floors with a
+    1e-4 level tolerance (the maximum on the top level). Computed in float64.
 
     Returns:
         ``(q, lo, hi)``: ``q`` integer levels ``0..levels-1`` (float ``[0, 1]`` if ``levels`` is None) and
@@ -232,13 +251,17 @@ def quantise(
     lo, hi = (float(x.min()), float(x.max())) if value_range is None else (float(value_range[0]), float(value_range[1]))
     if not hi >= lo:
         raise ValueError(f"value_range must be (low, high) with low <= high, got {value_range}")
-    x = np.clip((x - lo) / (hi - lo), 0.0, 1.0) if hi > lo else np.zeros_like(x)
+    if quantisation not in QUANTISATIONS:
+        raise ValueError(f"quantisation must be 'code' or 'exact', got {quantisation!r}")
+    code = quantisation == "code"
+    denominator = (hi - lo) + (CODE_SCALE_EPS if code else 0.0)
+    x = np.clip((x - lo) / denominator, 0.0, 1.0) if hi > lo else np.zeros_like(x)
     if gamma is not None:
         x = x**gamma
     if levels is None:
         return x, lo, hi
     scaled = x * (levels - 1)
-    q = np.floor(scaled + _FLOOR_EPS) if rounding == "floor" else np.rint(scaled)
+    q = np.floor(scaled + (0.0 if code else _FLOOR_EPS)) if rounding == "floor" else np.rint(scaled)
     return np.clip(q, 0, levels - 1).astype(_level_dtype(levels)), lo, hi
 
 
@@ -260,12 +283,13 @@ def structure_aware_filter(
     gamma: float | None = None,
     keep_prob: float = 0.0,
     seed: int | None = None,
+    quantisation: Quantisation = "code",
 ) -> np.ndarray:
     """DSAIF Max-tree or Min-tree filter of one 2D ``(H, W)`` or 3D ``(D, H, W)`` image.
 
     Args:
         image: integer or float array (spatial dims only; see the transforms for channels).
-        tree, min_area, levels, rounding, connectivity: see :class:`TreeFilterSettings`.
+        tree, min_area, levels, rounding, connectivity, quantisation: see :class:`TreeFilterSettings`.
         value_range: scale to this ``(low, high)`` instead of the image's own min/max (the 3D code filters
             a random crop scaled by the *whole volume's* range).
         gamma: contrast ``x ** gamma`` after scaling, before quantising (paper: random, p = 0.5, 0.5-1.5).
@@ -275,7 +299,7 @@ def structure_aware_filter(
         The filtered image in the input's range: float32, or the input dtype when ``levels`` and ``gamma``
         are both None (exact values).
     """
-    settings = TreeFilterSettings(tree, min_area, levels, rounding, connectivity)
+    settings = TreeFilterSettings(tree, min_area, levels, rounding, connectivity, quantisation)
     image = _check_image(image, connectivity)
     kwargs: dict[str, Any] = dict(
         min_area=settings.min_area,
@@ -285,7 +309,7 @@ def structure_aware_filter(
     )
     if levels is None and gamma is None and value_range is None:
         return connected_tree_filter(image, tree, **kwargs)
-    q, lo, hi = quantise(image, levels, value_range=value_range, gamma=gamma, rounding=rounding)
+    q, lo, hi = quantise(image, levels, value_range=value_range, gamma=gamma, rounding=rounding, quantisation=quantisation)
     return dequantise(connected_tree_filter(q, tree, **kwargs), levels, lo, hi)
 
 
@@ -309,7 +333,7 @@ def count_component_nodes(
     s = settings or TreeFilterSettings()
     image = _check_image(image, s.connectivity)
     if s.levels is not None or value_range is not None:
-        image = quantise(image, s.levels, value_range=value_range, rounding=s.rounding)[0]
+        image = quantise(image, s.levels, value_range=value_range, rounding=s.rounding, quantisation=s.quantisation)[0]
     hg_tree, _ = component_tree(image, s.tree, s.connectivity)
     n_leaves = hg_tree.num_leaves()
     before = hg_tree.num_vertices() - n_leaves

@@ -9,8 +9,21 @@ perturbed view gets its own gamma contrast (probability ``gamma_prob``), then th
 * ``noise``: independent Gaussian noise per view (the classic consistency perturbation);
 * ``plain``: nothing more (gamma and rotation only), the unfiltered control.
 
-With ``rotate_axes`` the second view is also turned by ``k`` x 90 degrees (``k`` uniform in 0..3) in those
-spatial axes; the trainer turns the second network's output back by ``-k``. All three perturbations share
+With ``bezier`` (default on, the released configuration's ``bezier_type: [3, 3]``) each network's input
+starts from its own one of three intensity remappings of the crop (identity or one of two Bezier curves,
+drawn per view and per sample, :mod:`medseg.transforms.intensity_curves`), whether or not the views are
+perturbed; the perturbation then acts on the remapped crop (scope *volume*: the remapping is applied to the
+filtered crop, as the gamma). With ``rotate_axes`` the second view is also turned by ``k`` x 90 degrees (``k``
+uniform in 0..3) in those spatial axes; the trainer turns the second network's output back by ``-k``.
+
+Checked against the code (3D path of the released Pancreas configuration): the gamma is skimage's
+``x ** gamma`` on the crop scaled to [0, 1) (imgaug ``GammaContrast((0.5, 1.5))`` on a float image), drawn per
+view with p = 0.5 and only for perturbed views, as here; network 2's input is rotated by k x 90 degrees in
+array axes (1, 2) (``scipy.ndimage.rotate``, exact for square planes) and its output rotated back by
+torchvision's ``rotate(-k 90)`` in the same axes, i.e. ``torch.rot90`` by ``-k``, as here (rotating before
+or after the filter is the same, see ``tree_filter``). Differences kept out: the code's 2D path never rotates
+(``random.random() > 1``; set ``rotate: false``), and its LA path rotates the input in axes (0, 1) but the
+output back in (1, 2). All three perturbations share
 the gamma, the rotation and the random draws, so they differ only in the filter/noise: a like-for-like
 comparison.
 
@@ -43,7 +56,8 @@ from monai.transforms import MapTransform, RandomizableTransform
 from monai.utils import convert_data_type, convert_to_dst_type
 
 from medseg.transforms.filter_cache import FilterCache
-from medseg.transforms.tree_filter import Rounding, TreeFilterSettings, structure_aware_filter
+from medseg.transforms.intensity_curves import BEZIER_TYPES, bezier_remap
+from medseg.transforms.tree_filter import Quantisation, Rounding, TreeFilterSettings, structure_aware_filter
 
 Perturbation = Literal["dsaif", "noise", "plain"]
 PERTURBATIONS: tuple[str, ...] = ("dsaif", "noise", "plain")
@@ -105,10 +119,11 @@ class VolumeTreeFilterd(MapTransform):
         rounding: Rounding = "floor",
         connectivity: int | None = None,
         cache: FilterCache | None = None,
+        quantisation: Quantisation = "code",
     ) -> None:
         super().__init__([image_key])
         self.image_key, self.range_key, self.slice_axis = image_key, range_key, slice_axis
-        self.settings = TreeFilterSettings("max", min_area, levels, rounding, connectivity)
+        self.settings = TreeFilterSettings("max", min_area, levels, rounding, connectivity, quantisation)
         self.cache = cache
 
     def _filter(self, array: np.ndarray, tree: str, lo: float, hi: float) -> np.ndarray:
@@ -117,7 +132,7 @@ class VolumeTreeFilterd(MapTransform):
         def compute() -> np.ndarray:
             return structure_aware_filter(
                 array, tree, min_area=s.min_area, levels=s.levels, rounding=s.rounding,  # type: ignore[arg-type]
-                connectivity=s.connectivity, value_range=(lo, hi),
+                connectivity=s.connectivity, value_range=(lo, hi), quantisation=s.quantisation,
             )
 
         if self.cache is None:
@@ -152,9 +167,12 @@ class MutualViewsd(RandomizableTransform, MapTransform):
         gamma_prob / gamma_range: per view, gamma contrast with this probability, gamma uniform in range.
         rotate_axes: spatial axes (of ``(C, *spatial)``) in which view 2 is rotated; None: no rotation.
         noise_std / noise_clip: ``noise``: std and clip of the Gaussian noise, fractions of the range.
-        min_area, levels, rounding, connectivity: ``dsaif`` filter settings (patch scope).
+        min_area, levels, rounding, connectivity, quantisation: ``dsaif`` filter settings (patch scope;
+            ``quantisation`` ``"code"``: the maximum on level 254 as the code, ``"exact"``: on 255).
         scope: ``patch`` (filter the crop) or ``volume`` (read ``FILTERED_KEYS``, see :class:`VolumeTreeFilterd`).
         range_key: per-channel ``(min, max)`` of the volume (:class:`IntensityRanged`); absent: the crop's.
+        bezier: each view starts from one of the code's three intensity remappings (type 0, 2 or 4, drawn
+            per view; default True as the released configuration); False: from the crop itself.
 
     The crop is ``(C, *spatial)``; views are float32 tensors of the same shape. The whole-volume filtered
     crops are removed from the output. Every call makes the same number of random draws.
@@ -179,6 +197,8 @@ class MutualViewsd(RandomizableTransform, MapTransform):
         rounding: Rounding = "floor",
         connectivity: int | None = None,
         scope: Literal["patch", "volume"] = "patch",
+        quantisation: Quantisation = "code",
+        bezier: bool = True,
     ) -> None:
         RandomizableTransform.__init__(self, prob)
         MapTransform.__init__(self, [image_key])
@@ -195,7 +215,9 @@ class MutualViewsd(RandomizableTransform, MapTransform):
         self.swap_prob, self.gamma_prob, self.gamma_range = swap_prob, gamma_prob, tuple(gamma_range)
         self.rotate_axes = None if rotate_axes is None else (int(rotate_axes[0]), int(rotate_axes[1]))
         self.noise_std, self.noise_clip = noise_std, noise_clip
-        self.settings = TreeFilterSettings("max", min_area, levels, rounding, connectivity)
+        self.settings = TreeFilterSettings("max", min_area, levels, rounding, connectivity, quantisation)
+        self.bezier = bool(bezier)
+        self.bezier_types = [0, 0]
         self.swap = False
         self.gammas: list[float | None] = [None, None]
         self.k = 0
@@ -209,6 +231,8 @@ class MutualViewsd(RandomizableTransform, MapTransform):
         k = int(self.R.randint(4))
         self.k = k if self.rotate_axes is not None else 0
         self.noise_seeds = [int(s) for s in self.R.randint(0, 2**31 - 1, size=2)]
+        types = [BEZIER_TYPES[int(i)] for i in self.R.randint(len(BEZIER_TYPES), size=2)]  # drawn last: same stream
+        self.bezier_types = types if self.bezier else [0, 0]
 
     def trees(self) -> tuple[str, str]:
         """Tree of view 1 and view 2 for the last draw."""
@@ -220,6 +244,13 @@ class MutualViewsd(RandomizableTransform, MapTransform):
         flat = crop.reshape(crop.shape[0], -1)
         return np.stack([flat.min(axis=1), flat.max(axis=1)], axis=1).astype(np.float64)
 
+    def _remapped(self, crop: np.ndarray, ranges: np.ndarray, index: int) -> np.ndarray:
+        """View ``index``'s Bezier remapping of ``crop`` (per channel, within its volume range)."""
+        kind = self.bezier_types[index]
+        if kind == 0:
+            return crop
+        return np.stack([bezier_remap(crop[c], kind, lo, hi) for c, (lo, hi) in enumerate(ranges)])
+
     def _view(self, d: Mapping[Hashable, Any], crop: np.ndarray, ranges: np.ndarray, index: int) -> np.ndarray:
         gamma, tree = self.gammas[index], self.trees()[index]
         out = np.empty(crop.shape, dtype=np.float32)
@@ -230,10 +261,11 @@ class MutualViewsd(RandomizableTransform, MapTransform):
                 s = self.settings
                 out[c] = structure_aware_filter(
                     crop[c], tree, min_area=s.min_area, levels=s.levels, rounding=s.rounding,  # type: ignore[arg-type]
-                    connectivity=s.connectivity, value_range=(lo, hi), gamma=gamma,
+                    connectivity=s.connectivity, value_range=(lo, hi), gamma=gamma, quantisation=s.quantisation,
                 )
             elif self.perturbation == "dsaif":
-                out[c] = gamma_contrast(filtered[c], gamma, lo, hi)
+                remapped = bezier_remap(filtered[c], self.bezier_types[index], lo, hi)
+                out[c] = gamma_contrast(remapped, gamma, lo, hi)
             else:
                 out[c] = gamma_contrast(crop[c], gamma, lo, hi)
                 if self.perturbation == "noise" and self.noise_std > 0 and hi > lo:
@@ -248,12 +280,16 @@ class MutualViewsd(RandomizableTransform, MapTransform):
         crop = convert_data_type(d[self.image_key], np.ndarray, dtype=np.float32)[0]
         if crop.ndim not in (3, 4):
             raise ValueError(f"expected a channel-first 2D or 3D crop (C, *spatial), got shape {crop.shape}")
+        ranges = self._ranges(d, crop)
+        bases = [self._remapped(crop, ranges, i) for i in range(2)]  # the crop itself without Bezier views
         if self._do_transform:
-            ranges = self._ranges(d, crop)
-            v1, v2 = (torch.from_numpy(self._view(d, crop, ranges, i)) for i in range(2))
+            # volume scope reads the filtered crops (remapped after filtering); the others filter/noise the bases
+            sources = [crop, crop] if self.perturbation == "dsaif" and self.scope == "volume" else bases
+            v1, v2 = (torch.from_numpy(self._view(d, sources[i], ranges, i)) for i in range(2))
             k = self.k
         else:
-            v1, v2, k = torch.from_numpy(crop.copy()), torch.from_numpy(crop.copy()), 0
+            v1, v2 = (torch.from_numpy(b.copy()) for b in bases)
+            k = 0
         if k and self.rotate_axes is not None:
             v2 = rotate_spatial(v2, k, self.rotate_axes, leading=1).contiguous()
         d[self.view_keys[0]], d[self.view_keys[1]] = v1, v2

@@ -5,7 +5,9 @@ registration) and a classical SimpleITK B-spline registration (Mattes mutual inf
 rows. Tissue Dice (CSF/other, grey, white matter) of the warped moving labels, fraction of voxels with a
 non-positive Jacobian determinant and inverse-consistency error (mm, the networks' reverse fields; the
 B-spline's from registering each pair in both directions), all measured through ``medseg register``'s
-code path on the held-out pairs.
+code path on the held-out pairs. MICDIR arms: the code's flow head (ends with LeakyReLU(0.2),
+``flow_activation: true``, the pipeline's default), the same with a linear head (``MICDIR linear head``) and
+with the paper's cycle term (``MICDIR + cycle loss``); choose with ``--methods``.
 
 CPU scale: 6 mm voxels on a 32^3 grid, the networks two encoder levels shallower than the paper's
 (MICDIR 4 levels keeps the 4^3 = 64-node graph; VoxelMorph one level shallower than MICDIR's baseline
@@ -45,6 +47,8 @@ METHODS = {  # name: (pipeline, network kwargs, loss kwargs)
     "VoxelMorph": ("brain_voxelmorph", VOXELMORPH_KWARGS, {}),
     "MICDIR": ("brain_micdir", MICDIR_KWARGS, {}),
     "MICDIR + cycle loss": ("brain_micdir", MICDIR_KWARGS, {"inverse_consistency_weight": 1.0}),
+    # the code ends each flow head with LeakyReLU(0.2) (flow_activation, the default above); a linear head
+    "MICDIR linear head": ("brain_micdir", {**MICDIR_KWARGS, "flow_activation": False}, {}),
 }
 
 

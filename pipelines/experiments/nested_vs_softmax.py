@@ -27,7 +27,9 @@ Reported per decoding: mean Dice per region over the test cases (an ET empty in 
 tumour where ET was predicted anyway (which the empty policy scores 0), ET HD95, and nesting violations.
 
 Optional third arm (``--heads multilevel,softmax,sigmoid``): independent sigmoid regions (``head: sigmoid``,
-output ``regions``), which can violate nesting at any threshold.
+output ``regions``), which can violate nesting at any threshold. Optional arm ``multilevel_fixed``: the multi-level
+head with its offsets used as given (``offset_init: fixed``, the behaviour before issue 19) instead of centred on
+the first training batch's output (``multilevel``, the default).
 
 Usage (prints a markdown table; results.json in --out)::
 
@@ -58,15 +60,18 @@ from medseg.metrics.brats import nesting_violations, region_counts, region_score
 from medseg.metrics.dice import dice_from_counts
 
 ROOT = Path(__file__).resolve().parents[2]
-PIPELINES = {"multilevel": "brats_nested_phantom", "softmax": "brats_softmax_phantom", "sigmoid": "brats_nested_phantom"}
-SIGMOID = {"network.kwargs.head": "sigmoid", "network.kwargs.out_channels": 3, "output.kind": "regions", "name": "brats_sigmoid_phantom"}
+PIPELINES = {"multilevel": "brats_nested_phantom", "softmax": "brats_softmax_phantom", "sigmoid": "brats_nested_phantom",
+             "multilevel_fixed": "brats_nested_phantom"}
+ARMS = {  # pipeline overrides of the arms that are not a pipeline as it stands
+    "sigmoid": {"network.kwargs.head": "sigmoid", "network.kwargs.out_channels": 3, "output.kind": "regions", "name": "brats_sigmoid_phantom"},
+    "multilevel_fixed": {"network.kwargs.offset_init": "fixed", "name": "brats_nested_fixed_offsets_phantom"},
+}
 GRID = np.round(np.arange(0.1, 0.95, 0.1), 2)
 
 
 def make_config(head: str, seed: int, data: Path, args: argparse.Namespace) -> PipelineConfig:
     overrides: dict[str, Any] = {"seed": seed, "data.synthetic": None, "data.dataset": str(data.resolve())}
-    if head == "sigmoid":
-        overrides.update(SIGMOID)
+    overrides.update(ARMS.get(head, {}))
     if args.epochs:
         overrides["train.epochs"] = args.epochs
     if args.iterations:
@@ -115,7 +120,7 @@ def decodings(head: str, case: dict[str, Any], tuned: list[float]) -> dict[str, 
     """Named region-mask stacks ``(3, *spatial)`` of one case."""
     t = np.asarray(tuned).reshape(-1, *([1] * (case["probs"].ndim - 1)))
     out = {"labels": labels_to_regions(case["labels"], "auto")}
-    if head != "multilevel":
+    if not head.startswith("multilevel"):
         out["P(level>=k) > 0.5" if head == "softmax" else "p_k > 0.5"] = case["probs"] > 0.5
     out["tuned t_k"] = case["probs"] > t
     return out
@@ -177,7 +182,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("runs/nested_vs_softmax"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--heads", default="multilevel,softmax", help="comma-separated: multilevel, softmax, sigmoid")
+    parser.add_argument("--heads", default="multilevel,softmax", help="comma-separated: multilevel, softmax, sigmoid, multilevel_fixed")
     parser.add_argument("--n-train", type=int, default=16)
     parser.add_argument("--n-test", type=int, default=20)
     parser.add_argument("--spacing", type=float, default=None, help="phantom voxel size and target spacing in mm (default: the pipelines' 3 mm)")

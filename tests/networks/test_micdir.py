@@ -37,7 +37,7 @@ def test_normalized_adjacency_is_symmetric_with_spectral_radius_one() -> None:
 def test_scg_adjacency_is_the_normalised_boosted_inner_product(dims: int) -> None:
     torch.manual_seed(0)
     scg = SelfConstructingGraph(dims, in_channels=8, latent_channels=5, node_grid=3).eval()
-    out = scg(torch.randn(2, 8, *([6] * dims)))
+    out = scg(torch.randn(2, 8, *([6] * dims)))  # the diagonal boost is per sample either way (code)
     n = 3**dims
     assert out.nodes.shape == (2, n, 8) and out.adjacency.shape == (2, n, n) and out.z_hat.shape == (2, n, 5)
     torch.testing.assert_close(out.adjacency, out.adjacency.transpose(1, 2))
@@ -60,12 +60,19 @@ def test_scg_samples_in_training_and_uses_the_mean_in_eval() -> None:
 def test_batch_mean_gamma_couples_the_samples_of_a_batch() -> None:
     torch.manual_seed(1)
     x = torch.randn(2, 4, 4, 4, 4)
-    per_sample = SelfConstructingGraph(3, 4, 3, 2).eval()
-    coupled = SelfConstructingGraph(3, 4, 3, 2, batch_mean_gamma=True).eval()
+    per_sample = SelfConstructingGraph(3, 4, 3, 2, batch_mean_gamma=False).eval()
+    coupled = SelfConstructingGraph(3, 4, 3, 2).eval()  # default: the code's batch mean
     coupled.load_state_dict(per_sample.state_dict())
     torch.testing.assert_close(per_sample(x[:1]).z_hat, per_sample(x).z_hat[:1])  # independent of the batch
     torch.testing.assert_close(coupled(x[:1]).z_hat, per_sample(x[:1]).z_hat)  # batch of one: the same
     assert not torch.allclose(coupled(x).z_hat[:1], per_sample(x).z_hat[:1])
+    # the code: z_hat and the diagonal loss with the batch mean of the per-sample gammas, the boost per sample
+    out, own = coupled(x), per_sample(x)
+    diag = torch.diagonal(own.raw_adjacency, dim1=1, dim2=2)
+    gamma = torch.sqrt(1 + 1 / diag.mean(1))
+    torch.testing.assert_close(out.z_hat, own.z_hat * (gamma.mean() / gamma).view(-1, 1, 1))
+    torch.testing.assert_close(out.adjacency, own.adjacency)
+    assert MICDIR().scg.batch_mean_gamma and not MICDIR(batch_mean_gamma=False).scg.batch_mean_gamma
 
 
 def test_node_layout_keeps_each_position_s_channels_together() -> None:
@@ -127,6 +134,19 @@ def test_without_integration_the_flow_is_the_head_output() -> None:
     assert isinstance(_tiny(2).head[-1][-1], torch.nn.LeakyReLU)
 
 
+def test_flow_activation_is_the_code_s_leaky_relu_on_the_linear_head() -> None:
+    torch.manual_seed(2)
+    code = _tiny(2, integration_steps=0).eval()
+    linear = _tiny(2, integration_steps=0, flow_activation=False).eval()
+    # the last unit of each head: Sequential(conv, LeakyReLU) in the code's head, the conv alone in the linear one
+    linear.load_state_dict({k.replace("head.1.0.", "head.1."): v for k, v in code.state_dict().items()})
+    fixed, moving = torch.rand(1, 1, 32, 32), torch.rand(1, 1, 32, 32)
+    with torch.no_grad():
+        a, b = code(fixed, moving, bidirectional=False), linear(fixed, moving, bidirectional=False)
+    assert (b["velocity"] < 0).any()
+    torch.testing.assert_close(a["velocity"], torch.nn.functional.leaky_relu(b["velocity"], 0.2))
+
+
 def test_default_is_the_code_configuration() -> None:
     net = MICDIR()
     strides = [unit[0].stride[0] for unit in net.encoder]
@@ -137,6 +157,7 @@ def test_default_is_the_code_configuration() -> None:
     assert net.head[0][0].in_channels == 33 and net.half_head[0][0].in_channels == 32
     assert all(m.bias is None for m in net.encoder.modules() if isinstance(m, torch.nn.Conv3d))
     assert net.integrate.steps == 7 and net.integrate.downsize == 2
+    assert net.scg.batch_mean_gamma and isinstance(net.head[-1][-1], torch.nn.LeakyReLU)
 
 
 def test_rejects_bad_arguments() -> None:
@@ -173,3 +194,16 @@ def test_a_few_training_steps_improve_the_alignment() -> None:
         out = net(fixed, moving)
     assert ncc(out["moved"], fixed).item() < ncc(moving, fixed).item() - 0.05
     assert ncc(out["moved_reverse"], moving).item() < ncc(fixed, moving).item() - 0.05
+
+
+@pytest.mark.parametrize("pipeline", ["brain_micdir", "brain_micdir_gpu"])
+def test_pipelines_use_the_code_s_64_node_graph_and_flags(pipeline: str) -> None:
+    from medseg.config import bundled_pipeline, load_pipeline
+    from medseg.model.package import build_network
+
+    config = load_pipeline(bundled_pipeline(pipeline))
+    net = build_network(config.network)
+    assert net.scg.num_nodes == 64 and net.scg.batch_mean_gamma and isinstance(net.head[-1][-1], torch.nn.LeakyReLU)
+    # the CPU grid (96^3) leaves a 3^3 deepest map: adaptive pooling still gives 4^3 = 64 nodes
+    latent = net.scg.eval()(torch.randn(1, 32, 3, 3, 3))
+    assert latent.adjacency.shape == (1, 64, 64) and latent.grid == (4, 4, 4)

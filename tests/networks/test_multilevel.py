@@ -67,7 +67,7 @@ def test_learnt_offsets_stay_ordered_for_any_parameters(raw) -> None:
 
 @pytest.mark.parametrize("learn", [False, True])
 def test_initial_offsets_and_staircase(learn: bool) -> None:
-    act = MultiLevelActivation((0.5, 1.5, 2.5), steepness=40.0, learn_offsets=learn)
+    act = MultiLevelActivation((0.5, 1.5, 2.5), steepness=40.0, learn_offsets=learn, offset_init="fixed")
     torch.testing.assert_close(act.offsets, torch.tensor([0.5, 1.5, 2.5]))
     logits = act(torch.tensor([0.0, 1.0, 2.0, 3.0]).view(1, 1, 4))
     torch.testing.assert_close(act.multilevel_output(logits).flatten(), torch.tensor([0.0, 1 / 3, 2 / 3, 1.0]))
@@ -87,6 +87,60 @@ def test_learnt_offsets_receive_gradients_and_fixed_ones_are_saved() -> None:
 def test_rejects_bad_arguments(kwargs: dict) -> None:
     with pytest.raises(ValueError):
         MultiLevelActivation(**kwargs)
+
+
+@pytest.mark.parametrize("learn", [False, True])
+def test_centred_init_moves_the_offsets_onto_the_first_training_batch(learn: bool) -> None:
+    z = 3.0 + torch.randn(2, 1, 999, generator=torch.Generator().manual_seed(0))  # a network whose z starts near 3
+    act = MultiLevelActivation((0.5, 1.5, 2.5), steepness=5.0, learn_offsets=learn)  # default: centred
+    assert not bool(act.calibrated)
+    act(z)
+    offsets = act.offsets.detach()
+    torch.testing.assert_close(offsets[1], z.median(), atol=1e-5, rtol=0)  # midpoint on the median
+    torch.testing.assert_close(offsets[1:] - offsets[:-1], torch.ones(2), atol=1e-5, rtol=0)  # spacing kept
+    levels = act.levels(act(z))
+    assert set(levels.unique().tolist()) == {0, 1, 2, 3}  # every level holds voxels from the start
+    act(z + 10)  # later batches leave the offsets alone
+    torch.testing.assert_close(act.offsets.detach(), offsets)
+
+
+def test_fixed_init_keeps_the_offsets_and_leaves_the_innermost_level_out_of_reach() -> None:
+    z = torch.randn(2, 1, 999, generator=torch.Generator().manual_seed(0))  # z near 0, spread 1
+    fixed = MultiLevelActivation((0.5, 1.5, 2.5), 5.0, offset_init="fixed")
+    logits = fixed(z)
+    torch.testing.assert_close(fixed.offsets, torch.tensor([0.5, 1.5, 2.5]))
+    assert (fixed.levels(logits) == 3).float().mean() < 0.02  # ET (z > 2.5) almost nowhere at the start
+    centred = MultiLevelActivation((0.5, 1.5, 2.5), 5.0)
+    assert (centred.levels(centred(z)) == 3).float().mean() > 0.1
+
+
+def test_centred_init_waits_for_training_and_is_kept_in_checkpoints() -> None:
+    act = MultiLevelActivation()
+    act.eval()(torch.full((1, 1, 8), 4.0))  # evaluation never calibrates
+    assert not bool(act.calibrated)
+    act.train()(torch.full((1, 1, 8), 4.0))
+    restored = MultiLevelActivation()
+    restored.load_state_dict(act.state_dict())
+    assert bool(restored.calibrated)
+    torch.testing.assert_close(restored.offsets, torch.tensor([3.0, 4.0, 5.0]))
+    restored(torch.zeros(1, 1, 8))  # a resumed run does not shift again
+    torch.testing.assert_close(restored.offsets, torch.tensor([3.0, 4.0, 5.0]))
+    legacy = {k: v for k, v in act.state_dict().items() if k != "calibrated"}  # saved before offset_init existed
+    old = MultiLevelActivation()
+    old.load_state_dict(legacy)
+    assert bool(old.calibrated)
+
+
+def test_network_passes_the_offset_choices_to_its_head() -> None:
+    from medseg.networks.nested_resunet import NestedResUNet
+
+    net = NestedResUNet(3, 4, 1, base_filters=2, levels=3, deep_supervision_heads=1, offsets=(0.0, 2.0, 4.0), steepness=3.0,
+                        learn_offsets=True, offset_init="fixed")
+    act = net.activation
+    assert act is not None and act.steepness == 3.0 and act.learn_offsets and act.offset_init == "fixed"
+    torch.testing.assert_close(act.offsets.detach(), torch.tensor([0.0, 2.0, 4.0]))
+    with pytest.raises(ValueError, match="offset_init"):
+        MultiLevelActivation(offset_init="median")
 
 
 def test_rejects_more_than_one_channel() -> None:

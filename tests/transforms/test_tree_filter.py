@@ -213,8 +213,8 @@ def test_min_tree_dual_after_8_bit_quantisation() -> None:
     # 255 - itself, so the quantised transform is exactly self-dual here.
     img = np.random.default_rng(1).integers(0, 256, (20, 20)).astype(np.float32)
     img[0, 0], img[-1, -1] = 0, 255
-    dual = -structure_aware_filter(-img, "max", min_area=5)
-    np.testing.assert_allclose(structure_aware_filter(img, "min", min_area=5), dual, atol=1e-4)
+    dual = -structure_aware_filter(-img, "max", min_area=5, quantisation="exact")
+    np.testing.assert_allclose(structure_aware_filter(img, "min", min_area=5, quantisation="exact"), dual, atol=1e-4)
 
 
 def _two_blobs() -> np.ndarray:
@@ -235,9 +235,9 @@ def test_quantised_filter_is_not_idempotent_when_the_range_shrinks() -> None:
     one step. The flat zones and their order are unchanged (the filter itself is idempotent on levels).
     """
     img = _two_blobs()
-    once = structure_aware_filter(img, "max", min_area=10)
+    once = structure_aware_filter(img, "max", min_area=10, quantisation="exact")
     assert once.max() == 100  # the 255 core collapsed onto its parent's level
-    twice = structure_aware_filter(once, "max", min_area=10)
+    twice = structure_aware_filter(once, "max", min_area=10, quantisation="exact")
     assert not np.array_equal(twice, once)  # 61 -> floor(61 / 100 * 255) / 255 * 100 = 60.78...
     step = (once.max() - once.min()) / 255
     assert np.abs(twice - once).max() <= step * (1 + 1e-6)
@@ -248,7 +248,7 @@ def test_quantised_filter_is_not_idempotent_when_the_range_shrinks() -> None:
 def test_quantised_filter_is_idempotent_with_a_fixed_value_range(rounding: str) -> None:
     # an offset range: float32 outputs re-quantised without the floor tolerance would drop levels
     img = (np.random.default_rng(2).random((16, 16, 16)) * 4.7 - 1.3).astype(np.float32)
-    kwargs = dict(min_area=8, value_range=(-1.3, 3.4), rounding=rounding)
+    kwargs = dict(min_area=8, value_range=(-1.3, 3.4), rounding=rounding, quantisation="exact")
     once = structure_aware_filter(img, "min", **kwargs)
     np.testing.assert_array_equal(structure_aware_filter(once, "min", **kwargs), once)
 
@@ -258,14 +258,56 @@ def test_quantised_filter_is_idempotent_with_a_fixed_value_range(rounding: str) 
 
 def test_quantise_uint8_full_range_is_identity_and_floor_matches_the_code() -> None:
     img = np.arange(256, dtype=np.uint8).reshape(16, 16)
-    q, lo, hi = quantise(img, 256)
+    q, lo, hi = quantise(img, 256, quantisation="exact")
     assert (lo, hi) == (0.0, 255.0) and q.dtype == np.uint8
     np.testing.assert_array_equal(q, img)
     x = np.array([[0.0, 0.2, 0.5, 1.0]])
-    np.testing.assert_array_equal(quantise(x, 256)[0], (x * 255).astype(np.uint8))  # code: truncation
-    np.testing.assert_array_equal(quantise(x, 256, rounding="nearest")[0], [[0, 51, 128, 255]])
+    np.testing.assert_array_equal(quantise(x, 256, quantisation="exact")[0], (x * 255).astype(np.uint8))  # truncation
+    np.testing.assert_array_equal(quantise(x, 256, rounding="nearest", quantisation="exact")[0], [[0, 51, 128, 255]])
     assert quantise(np.zeros((3, 3)), 256)[0].max() == 0
     assert quantise(img, 4096)[0].dtype == np.uint16
+
+
+def _code_quantisation(img: np.ndarray, lo: float, hi: float, gamma: float | None = None) -> np.ndarray:
+    """The 3D code's 8-bit step, literally: semi.py's min-max with + 1e-7, the gamma on [0, 1), truncation."""
+    unit = (img.astype(np.float64) - lo) / (hi - lo + 1e-7)
+    if gamma is not None:
+        unit = unit**gamma
+    return (unit * 255).astype(np.uint8)
+
+
+def test_code_quantisation_is_the_default_and_puts_the_maximum_on_254() -> None:
+    from scipy.ndimage import gaussian_filter
+
+    img = gaussian_filter(np.random.default_rng(5).normal(size=(12, 13, 14)), 1.5) * 400 + 100  # smooth blobs
+    lo, hi = float(img.min()), float(img.max())
+    q = quantise(img, 256)[0]
+    assert q.max() == 254 and quantise(img, 256, quantisation="exact")[0].max() == 255
+    np.testing.assert_array_equal(q, _code_quantisation(img, lo, hi))
+    np.testing.assert_array_equal(quantise(img, 256, gamma=1.3)[0], _code_quantisation(img, lo, hi, 1.3))
+    wide = (lo - 50.0, hi + 20.0)  # a crop scaled by its volume's range (the 3D code)
+    np.testing.assert_array_equal(quantise(img, 256, value_range=wide)[0], _code_quantisation(img, *wide))
+    # the filtered image: levels of the code's quantisation mapped back by level / 255 * (hi - lo) + lo
+    for tree in ("max", "min"):
+        out = structure_aware_filter(img, tree, min_area=6)
+        expected = connected_tree_filter(_code_quantisation(img, lo, hi), tree, min_area=6) / 255 * (hi - lo) + lo
+        np.testing.assert_allclose(out, expected.astype(np.float32), rtol=1e-6)
+        exact = structure_aware_filter(img, tree, min_area=6, quantisation="exact")
+        assert len(np.unique(out)) > 5
+        step = (hi - lo) / 255
+        assert np.abs(out - exact).max() <= 1.01 * step
+        if tree == "min":  # the Min-tree's root sits at the maximum: one level lower wherever a chain collapsed onto it
+            assert (np.abs(out - exact) > 0.5 * step).mean() > 0.1
+
+
+def test_quantisation_is_a_setting() -> None:
+    assert TreeFilterSettings().quantisation == "code"
+    img = np.random.default_rng(6).random((20, 20))
+    code = count_component_nodes(img, TreeFilterSettings("min", 4))
+    exact = count_component_nodes(img, TreeFilterSettings("min", 4, quantisation="exact"))
+    assert code.before > 0 and exact.before > 0
+    with pytest.raises(ValueError, match="quantisation"):
+        TreeFilterSettings(quantisation="round")
 
 
 def test_gamma_and_range() -> None:

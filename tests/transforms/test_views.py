@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from medseg.engine.semisup import _rotate_back
+from medseg.transforms.intensity_curves import BEZIER_TYPES, bezier_remap
 from medseg.transforms.tree_filter import structure_aware_filter
 from medseg.transforms.views import FILTERED_KEYS, IntensityRanged, MutualViewsd, VolumeTreeFilterd, default_rotate_axes, gamma_contrast
 
@@ -19,7 +20,7 @@ def _crop(seed: int = 0, shape: tuple[int, ...] = (1, 12, 12, 12)) -> dict[str, 
 
 def test_unperturbed_views_are_the_crop() -> None:
     d = _crop()
-    out = MutualViewsd("dsaif", prob=0.0, rotate_axes=(1, 2)).set_random_state(0)(d)
+    out = MutualViewsd("dsaif", prob=0.0, rotate_axes=(1, 2), bezier=False).set_random_state(0)(d)
     assert torch.equal(out["view1"], d["image"]) and torch.equal(out["view2"], d["image"]) and int(out["rot90"]) == 0
 
 
@@ -27,7 +28,7 @@ def test_dsaif_views_are_max_and_min_tree_filters_in_the_volume_range() -> None:
     d = _crop(1)
     lo, hi = -5.0, 5.0  # the volume's range, wider than the crop's
     d["intensity_range"] = np.array([[lo, hi]], dtype=np.float32)
-    views = MutualViewsd("dsaif", prob=1.0, gamma_prob=0.0, min_area=6).set_random_state(3)
+    views = MutualViewsd("dsaif", prob=1.0, gamma_prob=0.0, min_area=6, bezier=False).set_random_state(3)
     out = views(d)
     crop = d["image"].numpy()[0]
     for key, tree in zip(("view1", "view2"), views.trees()):
@@ -47,7 +48,7 @@ def test_swap_probability_assigns_both_orders() -> None:
 
 def test_rotation_is_undone_on_the_output() -> None:
     d = _crop(2)
-    views = MutualViewsd("plain", prob=1.0, gamma_prob=0.0, rotate_axes=(1, 2)).set_random_state(0)
+    views = MutualViewsd("plain", prob=1.0, gamma_prob=0.0, rotate_axes=(1, 2), bezier=False).set_random_state(0)
     ks = []
     for _ in range(8):
         out = views(d)
@@ -73,7 +74,7 @@ def test_perturbations_share_their_random_draws() -> None:
 
 def test_noise_views_differ_and_are_bounded() -> None:
     d = _crop(3)
-    out = MutualViewsd("noise", prob=1.0, gamma_prob=0.0, noise_std=0.1, noise_clip=0.2).set_random_state(0)(d)
+    out = MutualViewsd("noise", prob=1.0, gamma_prob=0.0, noise_std=0.1, noise_clip=0.2, bezier=False).set_random_state(0)(d)
     lo, hi = d["intensity_range"][0]
     diff1 = (out["view1"] - d["image"]).abs()
     assert 0 < float(diff1.max()) <= 0.2 * (hi - lo) + 1e-5
@@ -90,7 +91,7 @@ def test_volume_scope_equals_patch_scope_for_a_whole_volume_crop(shape: tuple[in
         index = [slice(None)] * 4
         index[1 + slice_axis] = slice(crop, crop + 1)
         d = {k: (v[tuple(index)] if isinstance(v, torch.Tensor) else v) for k, v in d.items()}
-    kwargs = dict(prob=1.0, gamma_prob=1.0, gamma_range=(1.0, 1.0), min_area=5)  # gamma 1: order irrelevant
+    kwargs = dict(prob=1.0, gamma_prob=1.0, gamma_range=(1.0, 1.0), min_area=5, bezier=False)  # gamma 1: order irrelevant
     patch = MutualViewsd("dsaif", scope="patch", **kwargs).set_random_state(5)(d)
     volume = MutualViewsd("dsaif", scope="volume", **kwargs).set_random_state(5)(d)
     for key in ("view1", "view2"):
@@ -120,3 +121,59 @@ def test_gamma_contrast_and_rotation_axes() -> None:
     assert default_rotate_axes((48, 1, 48), None) == (0, 2)
     with pytest.raises(ValueError, match="perturbation"):
         MutualViewsd("mixup")  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- Bezier views (the released configuration)
+
+
+def test_bezier_views_are_each_one_of_the_three_remappings() -> None:
+    d = _crop(9)
+    lo, hi = (float(v) for v in d["intensity_range"][0])
+    crop = d["image"].numpy()[0]
+    views = MutualViewsd("dsaif", prob=0.0).set_random_state(0)  # unperturbed: the remapped crops themselves
+    seen: list[set[int]] = [set(), set()]
+    for _ in range(20):
+        out = views(d)
+        for i, key in enumerate(("view1", "view2")):
+            kind = views.bezier_types[i]
+            seen[i].add(kind)
+            np.testing.assert_array_equal(out[key].numpy()[0], bezier_remap(crop, kind, lo, hi))
+    assert seen == [set(BEZIER_TYPES), set(BEZIER_TYPES)]  # each network, independently, all three
+    assert not np.allclose(bezier_remap(crop, 2, lo, hi), crop) and not np.allclose(bezier_remap(crop, 4, lo, hi), crop)
+
+
+def test_bezier_remapping_comes_before_gamma_and_filter() -> None:
+    d = _crop(10)
+    lo, hi = (float(v) for v in d["intensity_range"][0])
+    crop = d["image"].numpy()[0]
+    views = MutualViewsd("dsaif", prob=1.0, min_area=6).set_random_state(4)
+    for _ in range(4):
+        out = views(d)
+        for i, (key, tree) in enumerate(zip(("view1", "view2"), views.trees())):
+            remapped = bezier_remap(crop, views.bezier_types[i], lo, hi)
+            expected = structure_aware_filter(remapped, tree, min_area=6, value_range=(lo, hi), gamma=views.gammas[i])
+            np.testing.assert_array_equal(out[key].numpy()[0], expected)
+
+
+def test_bezier_flag_off_keeps_the_crop_and_the_other_draws() -> None:
+    d = _crop(11)
+    on = MutualViewsd("plain", prob=0.5, rotate_axes=(1, 2)).set_random_state(3)
+    off = MutualViewsd("plain", prob=0.5, rotate_axes=(1, 2), bezier=False).set_random_state(3)
+    for _ in range(6):
+        on(d)
+        out = off(d)
+        assert off.bezier_types == [0, 0]
+        assert (on._do_transform, on.gammas, on.k) == (off._do_transform, off.gammas, off.k)
+        if not off._do_transform:
+            assert torch.equal(out["view1"], d["image"])
+
+
+def test_bezier_remap_keeps_the_range_and_order() -> None:
+    x = np.linspace(-3.0, 7.0, 1001, dtype=np.float32)
+    for kind in BEZIER_TYPES:
+        y = bezier_remap(x, kind, -3.0, 7.0)
+        assert y.dtype == np.float32 and np.all(np.diff(y) >= 0)
+        assert abs(float(y[0]) + 3.0) < 1e-4 and abs(float(y[-1]) - 7.0) < 1e-4
+    np.testing.assert_array_equal(bezier_remap(x, 0, -3.0, 7.0), x)
+    with pytest.raises(ValueError, match="Bezier"):
+        bezier_remap(x, 1, 0.0, 1.0)

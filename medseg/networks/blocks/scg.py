@@ -81,8 +81,9 @@ class SelfConstructingGraph(nn.Module):
             paper's ReLU is 0).
         add_diagonal: add ``gamma * diag(A)`` before the self loops (code: True).
         batch_mean_gamma: the code scales ``z_hat`` and the diagonal loss by ``gamma`` averaged over the
-            batch, which couples the samples of a batch; ``False`` (default) uses each sample's gamma, as
-            the formulas are written (identical for batch size 1).
+            batch (``gama.mean()``), which couples the samples of a batch, and boosts each sample's diagonal
+            by its own gamma (default True, the code's batch statistics); ``False`` uses each sample's gamma
+            everywhere, as the formulas are written (identical for batch size 1).
 
     Shapes:
         input ``(B, in_channels, *spatial)``; see :class:`GraphLatent` for the outputs.
@@ -102,7 +103,7 @@ class SelfConstructingGraph(nn.Module):
         dropout: float = 0.2,
         negative_slope: float = 0.2,
         add_diagonal: bool = True,
-        batch_mean_gamma: bool = False,
+        batch_mean_gamma: bool = True,
     ) -> None:
         super().__init__()
         if spatial_dims not in (2, 3):
@@ -133,9 +134,9 @@ class SelfConstructingGraph(nn.Module):
         raw = nn.functional.leaky_relu(z @ z.transpose(1, 2), self.negative_slope)
         diag = torch.diagonal(raw, dim1=1, dim2=2)  # (B, N) = |z_i|^2 >= 0
         # gamma = sqrt(1 + 1 / mean(diag)); the clamp only matters when every embedding is ~0 (code: none)
-        gamma = torch.sqrt(1.0 + 1.0 / diag.mean(dim=1).clamp_min(1e-7))  # (B,)
-        if self.batch_mean_gamma:
-            gamma = gamma.mean().expand_as(gamma)
+        gamma = torch.sqrt(1.0 + 1.0 / diag.mean(dim=1).clamp_min(1e-7))  # (B,), each sample's
+        # the code weights the diagonal loss and z_hat by the batch mean, the diagonal boost per sample
+        shared = gamma.mean().expand_as(gamma) if self.batch_mean_gamma else gamma
 
         batch, n = raw.shape[0], raw.shape[1]
         # KL of N(mu, sigma^2) from N(0, 1), summed over latent channels, averaged over batch and nodes, / N
@@ -144,7 +145,7 @@ class SelfConstructingGraph(nn.Module):
         )
         # diagonal loss: gamma-weighted log of the self-similarities below 1 (pushes them towards 1)
         small = torch.where(diag < 1, torch.log(diag + 1e-7), torch.zeros_like(diag))
-        diag_loss = (gamma * small.sum(dim=1)).sum() / (batch * n * n)
+        diag_loss = (shared * small.sum(dim=1)).sum() / (batch * n * n)
         loss = kl - diag_loss
 
         adjacency = raw
@@ -152,7 +153,7 @@ class SelfConstructingGraph(nn.Module):
             adjacency = adjacency + torch.diag_embed(gamma.unsqueeze(1) * diag)
         adjacency = adjacency + torch.eye(n, device=raw.device, dtype=raw.dtype)
         adjacency = normalize_adjacency(adjacency)
-        z_hat = gamma.view(-1, 1, 1) * mu * (1.0 - log_sigma)
+        z_hat = shared.view(-1, 1, 1) * mu * (1.0 - log_sigma)
         return GraphLatent(to_nodes(pooled), adjacency, raw, z_hat, loss, self.grid)
 
 
