@@ -22,8 +22,9 @@ def demo(
     from rich.table import Table
 
     from medseg.engine.demo import OUTPUTS, run_demo
-    from medseg.progress import console
+    from medseg.progress import console, set_quiet
 
+    set_quiet(quiet)
     result = run_demo(out, epochs, device, force, progress=not quiet)
     metrics, names = result.metrics, result.label_names
     spacing = " x ".join(f"{s:.2f}" for s in metrics["spacing_mm"])

@@ -31,7 +31,9 @@ def train(
     """
     from medseg.device import is_main
     from medseg.engine.run import pipeline_overrides, train_pipeline
+    from medseg.progress import set_quiet
 
+    set_quiet(quiet)
     overrides = pipeline_overrides(parse_sets(set_), data)
     if folds is not None or fold is not None:
         from medseg.engine.folds import cross_validate

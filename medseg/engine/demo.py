@@ -19,7 +19,7 @@ from medseg.io.atomic import write_json
 from medseg.io.image_io import read_image
 from medseg.metrics.evaluate import evaluate_arrays
 from medseg.model.package import load_model_package
-from medseg.progress import console, make_progress
+from medseg.progress import console, make_progress, step
 
 #: What the demo leaves in its output folder (besides data/ and checkpoints/).
 OUTPUTS = ("model", "prediction.nii.gz", "preview.png", "metrics.json", "metrics.csv", "progress.png")
@@ -46,7 +46,8 @@ def run_demo(out: Path, epochs: int | None = None, device: str = "auto", force: 
     test = load_decathlon(out / "data" / "dataset.json", section="medseg_test_labels")[0]
     image_path, label_path = Path(test["image"][0]), Path(test["label"])
     dev, _ = resolve_device(device)
-    package = load_model_package(out / "model", dev)
+    with step(f"loading model {out / 'model'}", progress):
+        package = load_model_package(out / "model", dev)
     targets = CaseTargets(out / "prediction.nii.gz", preview=out / "preview.png")
     with make_progress(progress) as bar:
         task = bar.add_task("predict held-out case", total=None, status="")

@@ -30,7 +30,7 @@ from medseg.device import resolve_device
 from medseg.engine.init_weights import initialise_network
 from medseg.engine.logs import RunLog
 from medseg.model.package import ModelManifest, build_network, save_model_package
-from medseg.progress import console, make_progress
+from medseg.progress import console, make_progress, plain
 from medseg.engine.state_io import rng_state, set_rng_state
 from medseg.engine.validation import ValidationSet, predict_labels, validation_predictor
 from medseg.engine.variants import register_trainer
@@ -217,6 +217,7 @@ class Trainer:
                 distributed.barrier()
                 status = f"loss {row['loss']:.4f}" + (f" val {row['val_score']:.3f}" if "val_score" in row else "")
                 bar.update(epoch_task, advance=1, status=status)
+                plain(f"epoch {self.epoch}/{self.epochs}: {status}", self.show_progress)
         summary_extra = {"world_size": distributed.world_size(), "replicas_identical": distributed.replicas_identical(self.networks)} if self.distributed else {}
         package = self.export() if distributed.is_main() else self.run_dir / "model"
         distributed.barrier()

@@ -33,6 +33,7 @@ from medseg.inference.cases import CaseSource, batch_cases, is_list_file, layout
 from medseg.inference.outputs import CaseTargets, preflight
 from medseg.inference.predictor import Predictor
 from medseg.io.atomic import ensure_writable_dir, full_suffix
+from medseg.progress import step
 from medseg.io.dicom import is_dicom_folder
 from medseg.io.image_io import IMAGE_SUFFIXES
 from medseg.io.modalities import case_files
@@ -214,8 +215,10 @@ def open_context(
     """
     dev, reason = resolve_device(device)
     dev = local_device(dev)
-    package = load_model_package(resolve_model(model), dev)
-    predictor = Predictor(package, dev, overlap, sw_batch_size, tta, compile=compile)
+    folder = resolve_model(model)
+    with step(f"loading model {folder}"):
+        package = load_model_package(folder, dev)
+        predictor = Predictor(package, dev, overlap, sw_batch_size, tta, compile=compile)
     return RunContext(predictor, reason, describe(package), series_uid)
 
 
