@@ -24,8 +24,14 @@ def demo(
     from medseg.engine.demo import OUTPUTS, run_demo
     from medseg.progress import console, set_quiet
 
+    from medseg.engine.interrupt import INTERRUPTED_EXIT, TrainingInterrupted
+
     set_quiet(quiet)
-    result = run_demo(out, epochs, device, force, progress=not quiet)
+    try:
+        result = run_demo(out, epochs, device, force, progress=not quiet)
+    except TrainingInterrupted as stopped:
+        typer.echo(f"{stopped}; start again with: {shlex.join(['medseg', 'demo', '-o', str(out), '--force'])}", err=True)
+        raise typer.Exit(INTERRUPTED_EXIT) from None
     metrics, names = result.metrics, result.label_names
     spacing = " x ".join(f"{s:.2f}" for s in metrics["spacing_mm"])
     table = Table(title=f"held-out case {metrics['case']} ({metrics['orientation']}, {spacing} mm)")
