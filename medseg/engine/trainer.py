@@ -24,7 +24,7 @@ from torch import nn
 
 from medseg.config import PipelineConfig
 from medseg.engine import distributed
-from medseg.engine.checkpoint import load_checkpoint, save_checkpoint
+from medseg.engine.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from medseg.engine.data import epoch_loader, pipeline_cases, split_cases, training_dataset
 from medseg.device import resolve_device
 from medseg.engine.init_weights import initialise_network
@@ -120,8 +120,8 @@ class Trainer:
     def _check_run_dir(self, force: bool) -> None:
         last = self.run_dir / "checkpoints" / "last"
         if self.resume and not last.is_dir():
-            raise MedsegOutputError(f"{self.run_dir}: nothing to resume (no checkpoints/last)")
-        if not self.resume and self.run_dir.exists() and any(self.run_dir.iterdir()) and not force:
+            raise MedsegOutputError(f"{self.run_dir}: nothing to resume (no checkpoints/last); run without --resume to start afresh")
+        if not self.resume and has_checkpoint(self.run_dir) and not force:
             raise MedsegOutputError(f"{self.run_dir}: run folder exists (use --resume to continue or --force to start afresh)")
         ensure_writable_dir(self.run_dir)
 
