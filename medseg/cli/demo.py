@@ -41,7 +41,7 @@ def demo(
         table.add_row(names[r["label"]], f"{r['dice']:.3f}", f"{r['hd95_mm']:.1f}", f"{r['volume_pred_ml']:.1f} / {r['volume_ref_ml']:.1f}")
     out_console = console.__class__(file=sys.stdout, highlight=False)
     out_console.print(table)
-    out_console.print(f"mean foreground Dice: [bold]{metrics['mean_foreground_dice']:.3f}[/]   total time: {metrics['total_seconds']:.0f} s")
+    out_console.print(f"mean foreground Dice: [bold]{metrics['mean_foreground_dice']:.3f}[/] ({metrics['threads']} CPU threads)   total time: {metrics['total_seconds']:.0f} s")
     for name in OUTPUTS:
         out_console.print(f"  {out / name}")
     command = ["medseg", "predict", "-i", str(result.image), "-o", "prediction.nii.gz", "-m", str((out / "model").resolve())]

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from medseg.config import bundled_pipeline, load_pipeline
 from medseg.data.layouts import load_decathlon
 from medseg.device import resolve_device
@@ -64,6 +66,7 @@ def run_demo(out: Path, epochs: int | None = None, device: str = "auto", force: 
         "orientation": result.geometry.orientation,
         "spacing_mm": list(result.geometry.spacing),
         "mean_foreground_dice": sum(r["dice"] for r in rows) / len(rows),
+        "threads": torch.get_num_threads(),  # the Dice depends on it (pipelines/demo.yaml train.threads)
         "per_label": {config.data.labels[r["label"]]: r for r in rows},
         "training": summary,
         "prediction_seconds": result.timings,

@@ -23,6 +23,7 @@ from monai.data import DataLoader
 from torch import nn
 
 from medseg.config import PipelineConfig
+from medseg.config.sections import DETERMINISTIC_THREADS
 from medseg.engine import distributed
 from medseg.engine.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from medseg.engine.data import epoch_loader, pipeline_cases, split_cases, training_dataset
@@ -128,6 +129,9 @@ class Trainer:
     def setup(self) -> None:
         """Data, networks, loss, optimizer, scheduler, scaler (and checkpoint state when resuming)."""
         cfg = self.config
+        threads = cfg.train.threads or (DETERMINISTIC_THREADS if cfg.deterministic else None)
+        if threads is not None:  # results depend on the thread count: fixed, they reproduce on any machine
+            torch.set_num_threads(threads)
         if cfg.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
             torch.backends.cudnn.benchmark = False
