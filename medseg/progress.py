@@ -14,7 +14,7 @@ print one plain line per step instead and no bars; after :func:`set_quiet` (``--
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 from rich.console import Console
@@ -100,16 +100,14 @@ def activity(description: str, enabled: bool = True) -> Iterator[Callable[[str],
         console.print(description, markup=False, highlight=False, soft_wrap=True)
         yield lambda text: console.print(text, markup=False, highlight=False, soft_wrap=True)
         return
-    live = _state["live"]
-    own = None if live is not None else make_progress()
-    bar = live if live is not None else own.__enter__()  # type: ignore[union-attr]
-    task = bar.add_task(description, total=None, status="")
-    try:
-        yield lambda text: bar.update(task, description=text)
-    finally:
-        bar.remove_task(task)
-        if own is not None:
-            own.__exit__(None, None, None)
+    live: Progress | None = _state["live"]
+    with ExitStack() as stack:
+        bar = live if live is not None else stack.enter_context(make_progress())
+        task = bar.add_task(description, total=None, status="")
+        try:
+            yield lambda text: bar.update(task, description=text)
+        finally:
+            bar.remove_task(task)
 
 
 @contextmanager

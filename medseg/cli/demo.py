@@ -22,9 +22,8 @@ def demo(
     from rich.table import Table
 
     from medseg.engine.demo import OUTPUTS, run_demo
-    from medseg.progress import console, set_quiet
-
     from medseg.engine.interrupt import INTERRUPTED_EXIT, TrainingInterrupted
+    from medseg.progress import console, set_quiet
 
     set_quiet(quiet)
     try:

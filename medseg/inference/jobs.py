@@ -33,11 +33,11 @@ from medseg.inference.cases import CaseSource, batch_cases, is_list_file, layout
 from medseg.inference.outputs import CaseTargets, preflight
 from medseg.inference.predictor import Predictor
 from medseg.io.atomic import ensure_writable_dir, full_suffix
-from medseg.progress import step
 from medseg.io.dicom import is_dicom_folder
 from medseg.io.image_io import IMAGE_SUFFIXES
 from medseg.io.modalities import case_files
 from medseg.model.package import ModelPackage, describe, load_model_package, read_manifest
+from medseg.progress import step
 
 #: Where ``-m NAME`` looks for a package named NAME when NAME is not a path (the Docker image sets /models).
 MODELS_ENV = "MEDSEG_MODELS"
