@@ -29,7 +29,8 @@ TINY_PIPELINE = {
     },
     "preprocess": {"intensity": "ct", "ct_window": [-200, 250], "target_spacing": [6.0, 6.0, 6.0]},
     "network": {"name": "unet", "kwargs": {"spatial_dims": 3, "in_channels": 1, "out_channels": 3, "filters": [4, 8, 16]}},
-    "train": {"epochs": 2, "batch_size": 2, "patch_size": [16, 16, 8], "samples_per_volume": 2, "optimizer": "adam", "lr": 0.01, "weight_decay": 0.0},
+    "train": {"epochs": 2, "batch_size": 2, "patch_size": [16, 16, 8], "samples_per_volume": 2, "optimizer": "adam", "lr": 0.01, "weight_decay": 0.0,
+              "threads": torch.get_num_threads()},
     "inference": {"overlap": 0.25, "sw_batch_size": 2},
 }
 

@@ -51,8 +51,9 @@ def predict(
     processes (one GPU each; summary.rankN.csv per rank).
     """
     from medseg.inference.jobs import PredictRequest, memory_plans, open_context, prepare_job, run_job
-    from medseg.progress import console, make_progress
+    from medseg.progress import console, make_progress, set_quiet
 
+    set_quiet(quiet)
     request = PredictRequest(
         tuple(inputs), output, model, output_format, series_uid, report, uncertainty, probabilities, preview, stats,
         modalities, layout, parse_extras(extra), force, html=html,

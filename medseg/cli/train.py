@@ -30,18 +30,26 @@ def train(
     torchrun --nproc_per_node=4 -m medseg train PIPELINE -o RUN.
     """
     from medseg.device import is_main
+    from medseg.engine.interrupt import INTERRUPTED_EXIT, TrainingInterrupted, resume_command
     from medseg.engine.run import pipeline_overrides, train_pipeline
+    from medseg.progress import set_quiet
 
+    set_quiet(quiet)
     overrides = pipeline_overrides(parse_sets(set_), data)
-    if folds is not None or fold is not None:
-        from medseg.engine.folds import cross_validate
+    try:
+        if folds is not None or fold is not None:
+            from medseg.engine.folds import cross_validate
 
-        result = cross_validate(config, output, folds=folds, fold=fold, device=device, epochs=epochs, force=force, progress=not quiet, overrides=overrides)
-        typer.echo(json.dumps(result, indent=2))
-        return
-    summary = train_pipeline(
-        config, output, stage=stage, overrides=overrides, device=device, resume=resume, epochs=epochs, force=force, progress=not quiet
-    )
+            result = cross_validate(config, output, folds=folds, fold=fold, device=device, epochs=epochs, force=force, progress=not quiet, overrides=overrides)
+            typer.echo(json.dumps(result, indent=2))
+            return
+        summary = train_pipeline(
+            config, output, stage=stage, overrides=overrides, device=device, resume=resume, epochs=epochs, force=force, progress=not quiet
+        )
+    except TrainingInterrupted as stopped:
+        cont = f"{stopped.run_dir} keeps the checkpoint" if folds is not None or fold is not None else f"continue with: {resume_command()}"
+        typer.echo(f"{stopped}; {cont}", err=True)
+        raise typer.Exit(INTERRUPTED_EXIT) from None
     if is_main():
         typer.echo(json.dumps(summary, indent=2))
         typer.echo(f"model package: {summary['model']}")

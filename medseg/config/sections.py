@@ -196,6 +196,10 @@ class AugmentConfig(Strict):
         return v
 
 
+#: torch's CPU thread count of a ``deterministic: true`` run without ``train.threads`` (the same on every machine)
+DETERMINISTIC_THREADS = 2
+
+
 class TrainConfig(Strict):
     epochs: int = Field(100, ge=1)
     iterations_per_epoch: int | None = Field(None, ge=1)
@@ -219,6 +223,10 @@ class TrainConfig(Strict):
     compile: bool = False
     val_every: int = Field(1, ge=1)
     num_workers: int = Field(0, ge=0)
+    #: CPU threads of torch while training (``torch.set_num_threads``). A float sum's order, and so the
+    #: trained weights, depend on it: unset, a ``deterministic`` run uses :data:`DETERMINISTIC_THREADS`,
+    #: other runs torch's default (the core count)
+    threads: int | None = Field(None, ge=1)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     #: submodules of the network (dotted names, e.g. ``[net2d]``) frozen during this stage: no gradients, not
     #: in the optimizer, kept in eval mode (batch-norm statistics and dropout off)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from medseg.progress import step
 from medseg.registry import Registry
 
 #: ``loader(path) -> list of cases`` (``medseg.data.layouts.Case`` dicts)
@@ -31,7 +32,9 @@ def load_layout(name: str, path: Path) -> list[dict[str, Any]]:
 
 def generate_phantom(kind: str, root: Path, n_train: int, n_test: int, seed: int, **options: Any) -> Path:
     """Run the registered phantom generator ``kind``; returns its ``dataset.json``."""
-    return PHANTOMS.get(kind)(root, n_train, n_test, seed, **options)
+    generator = PHANTOMS.get(kind)
+    with step(f"generating {n_train + n_test} {kind} phantoms in {root}"):
+        return generator(root, n_train, n_test, seed, **options)
 
 
 def list_layouts() -> list[str]:

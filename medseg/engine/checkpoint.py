@@ -26,3 +26,9 @@ def load_checkpoint(folder: Path, networks: dict[str, nn.Module], device: str = 
     for name, net in networks.items():
         load_model(core_network(net), str(folder / f"{name}.safetensors"), strict=True, device=device)
     return load_state(folder, "state")
+
+
+def has_checkpoint(run_dir: Path) -> bool:
+    """Whether a run folder, or one of its stage or fold folders, holds a checkpoint (something to resume or
+    lose); a folder without one (a start that failed or was stopped before its first step) is started afresh."""
+    return (run_dir / "checkpoints" / "last").is_dir() or any(p.is_dir() for p in run_dir.glob("*/checkpoints/last"))

@@ -17,6 +17,7 @@ from medseg.data.layouts import Case, discover_cases
 from medseg.data.registry import generate_phantom
 from medseg.engine import distributed
 from medseg.errors import MedsegConfigError
+from medseg.progress import step
 from medseg.transforms.loading import LoadCased
 from medseg.transforms.presets import preprocessing, training_sampling
 from medseg.transforms.roi import roi_training_transforms
@@ -65,7 +66,8 @@ def split_cases(cases: list[Case], config: PipelineConfig) -> tuple[list[Case], 
 
 def _dataset(items: list[dict[str, Any]], transform: Compose, cache: bool) -> Dataset:
     if cache:
-        return CacheDataset(items, transform=transform, cache_rate=1.0, num_workers=0, progress=False)
+        with step(f"loading and preprocessing {len(items)} training case(s) into memory"):
+            return CacheDataset(items, transform=transform, cache_rate=1.0, num_workers=0, progress=False)
     return Dataset(items, transform=transform)
 
 

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from medseg.config import bundled_pipeline, load_pipeline
 from medseg.data.layouts import load_decathlon
 from medseg.device import resolve_device
@@ -19,7 +21,7 @@ from medseg.io.atomic import write_json
 from medseg.io.image_io import read_image
 from medseg.metrics.evaluate import evaluate_arrays
 from medseg.model.package import load_model_package
-from medseg.progress import console, make_progress
+from medseg.progress import console, make_progress, step
 
 #: What the demo leaves in its output folder (besides data/ and checkpoints/).
 OUTPUTS = ("model", "prediction.nii.gz", "preview.png", "metrics.json", "metrics.csv", "progress.png")
@@ -46,7 +48,8 @@ def run_demo(out: Path, epochs: int | None = None, device: str = "auto", force: 
     test = load_decathlon(out / "data" / "dataset.json", section="medseg_test_labels")[0]
     image_path, label_path = Path(test["image"][0]), Path(test["label"])
     dev, _ = resolve_device(device)
-    package = load_model_package(out / "model", dev)
+    with step(f"loading model {out / 'model'}", progress):
+        package = load_model_package(out / "model", dev)
     targets = CaseTargets(out / "prediction.nii.gz", preview=out / "preview.png")
     with make_progress(progress) as bar:
         task = bar.add_task("predict held-out case", total=None, status="")
@@ -63,6 +66,7 @@ def run_demo(out: Path, epochs: int | None = None, device: str = "auto", force: 
         "orientation": result.geometry.orientation,
         "spacing_mm": list(result.geometry.spacing),
         "mean_foreground_dice": sum(r["dice"] for r in rows) / len(rows),
+        "threads": torch.get_num_threads(),  # the Dice depends on it (pipelines/demo.yaml train.threads)
         "per_label": {config.data.labels[r["label"]]: r for r in rows},
         "training": summary,
         "prediction_seconds": result.timings,

@@ -9,6 +9,7 @@ In a staged pipeline the overrides apply to every stage (after the stage's own k
 from __future__ import annotations
 
 import difflib
+import shutil
 import typing
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from pydantic import BaseModel
 
 from medseg.config import PipelineConfig, load_pipeline
 from medseg.engine import distributed
+from medseg.engine.checkpoint import has_checkpoint
 from medseg.config.stages import is_staged
 from medseg.engine.stages import run_stages
 from medseg.engine.variants import create_trainer
@@ -91,9 +93,13 @@ def train_pipeline(
 
     Returns the run's summary (``summary["model"]``: the exported model package).
 
+    A run folder without a checkpoint is started afresh; a start that fails (or is interrupted) before the
+    first checkpoint removes the folder it created.
+
     Raises:
         MedsegError: an invalid pipeline or override, a run folder in the way, missing data (one line).
     """
+    created = not Path(out).exists()
     try:
         if is_staged(config):
             return run_stages(config, out, stage, device=device, resume=resume, epochs=epochs, force=force, progress=progress, overrides=overrides)
@@ -101,6 +107,10 @@ def train_pipeline(
             raise MedsegConfigError(f"--stage: {config} is not a staged pipeline (it has no 'stages:' list)")
         pipeline = load_pipeline(config, overrides)
         return create_trainer(pipeline, out, device=device, resume=resume, epochs=epochs, force=force, progress=progress).fit()
+    except BaseException:
+        if created and distributed.is_main() and Path(out).is_dir() and not has_checkpoint(Path(out)):
+            shutil.rmtree(out, ignore_errors=True)  # a failed start leaves no folder behind
+        raise
     finally:
         distributed.finish()
 

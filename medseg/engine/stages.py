@@ -11,6 +11,7 @@ from typing import Any
 from medseg.config import PipelineConfig
 from medseg.config.stages import Stage, load_stages
 from medseg.data.registry import generate_phantom
+from medseg.engine.checkpoint import has_checkpoint
 from medseg.engine.variants import create_trainer
 from medseg.errors import MedsegConfigError, MedsegModelError, MedsegOutputError
 from medseg.model.package import read_manifest
@@ -57,7 +58,7 @@ def run_stages(
     names = [s.name for s in stages]
     if only is not None and only not in names:
         raise MedsegConfigError(f"--stage: no stage '{only}' in {path} (stages: {', '.join(names)})")
-    if only is None and not resume and not force and run_dir.exists() and any(run_dir.iterdir()):
+    if only is None and not resume and not force and has_checkpoint(run_dir):
         raise MedsegOutputError(f"{run_dir}: run folder exists (use --resume to continue or --force to start afresh)")
     summaries = []
     for stage in stages:

@@ -23,14 +23,16 @@ from monai.data import DataLoader
 from torch import nn
 
 from medseg.config import PipelineConfig
+from medseg.config.sections import DETERMINISTIC_THREADS
 from medseg.engine import distributed
-from medseg.engine.checkpoint import load_checkpoint, save_checkpoint
+from medseg.engine.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from medseg.engine.data import epoch_loader, pipeline_cases, split_cases, training_dataset
 from medseg.device import resolve_device
 from medseg.engine.init_weights import initialise_network
+from medseg.engine.interrupt import StopRequest, TrainingInterrupted
 from medseg.engine.logs import RunLog
 from medseg.model.package import ModelManifest, build_network, save_model_package
-from medseg.progress import console, make_progress
+from medseg.progress import console, make_progress, plain
 from medseg.engine.state_io import rng_state, set_rng_state
 from medseg.engine.validation import ValidationSet, predict_labels, validation_predictor
 from medseg.engine.variants import register_trainer
@@ -104,6 +106,8 @@ class Trainer:
         self.device = distributed.local_device(self.device)
         self.epochs = config.train.epochs
         self.epoch = 0
+        self.iteration = 0  # steps done in the unfinished epoch (a checkpoint written on SIGINT/SIGTERM)
+        self.stop = StopRequest(enabled=False)
         self.best_score = -float("inf")
         self.best_epoch = 0
         self.head = create_head(config.output, config.data.labels)
@@ -117,14 +121,17 @@ class Trainer:
     def _check_run_dir(self, force: bool) -> None:
         last = self.run_dir / "checkpoints" / "last"
         if self.resume and not last.is_dir():
-            raise MedsegOutputError(f"{self.run_dir}: nothing to resume (no checkpoints/last)")
-        if not self.resume and self.run_dir.exists() and any(self.run_dir.iterdir()) and not force:
+            raise MedsegOutputError(f"{self.run_dir}: nothing to resume (no checkpoints/last); run without --resume to start afresh")
+        if not self.resume and has_checkpoint(self.run_dir) and not force:
             raise MedsegOutputError(f"{self.run_dir}: run folder exists (use --resume to continue or --force to start afresh)")
         ensure_writable_dir(self.run_dir)
 
     def setup(self) -> None:
         """Data, networks, loss, optimizer, scheduler, scaler (and checkpoint state when resuming)."""
         cfg = self.config
+        threads = cfg.train.threads or (DETERMINISTIC_THREADS if cfg.deterministic else None)
+        if threads is not None:  # results depend on the thread count: fixed, they reproduce on any machine
+            torch.set_num_threads(threads)
         if cfg.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
             torch.backends.cudnn.benchmark = False
@@ -193,13 +200,16 @@ class Trainer:
             if self.head.describe():
                 console.print(self.head.describe())
         start = time.perf_counter()
-        with make_progress(self.show_progress) as bar:
+        with make_progress(self.show_progress) as bar, StopRequest(not self.distributed) as self.stop:
             epoch_task = bar.add_task("epochs", total=self.epochs, completed=self.epoch, status="")
             for epoch in range(self.epoch, self.epochs):
                 seed = epoch_seed(cfg.seed, epoch)
                 seed_everything(seed if distributed.rank() == 0 else epoch_seed(seed, distributed.rank()))
                 t0 = time.perf_counter()
                 losses = distributed.mean_over_ranks(self.train_epoch(epoch_loader(self.train_ds, cfg, seed), bar))
+                if self.stop.requested:  # the step is done: checkpoint it (with self.iteration) and stop
+                    self._save(self.run_dir / "checkpoints" / "last")
+                    raise TrainingInterrupted(str(self.run_dir), epoch + 1, self.iteration)
                 self.scheduler.step()
                 row: dict[str, Any] = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"], **losses}
                 if self.val_ds is not None and distributed.is_main() and ((epoch + 1) % cfg.train.val_every == 0 or epoch + 1 == self.epochs):
@@ -217,6 +227,7 @@ class Trainer:
                 distributed.barrier()
                 status = f"loss {row['loss']:.4f}" + (f" val {row['val_score']:.3f}" if "val_score" in row else "")
                 bar.update(epoch_task, advance=1, status=status)
+                plain(f"epoch {self.epoch}/{self.epochs}: {status}", self.show_progress)
         summary_extra = {"world_size": distributed.world_size(), "replicas_identical": distributed.replicas_identical(self.networks)} if self.distributed else {}
         package = self.export() if distributed.is_main() else self.run_dir / "model"
         distributed.barrier()
@@ -238,12 +249,16 @@ class Trainer:
         task = bar.add_task("  train", total=steps, status="")
         totals: dict[str, float] = {}
         done = skipped = 0
-        while done < steps:
+        fast_forward, self.iteration = self.iteration, 0  # resumed inside this epoch: its first steps were done
+        while done < steps and not self.stop.requested:
             for batch in loader:
                 if not self.accept_batch(batch):
                     skipped += 1
                     if skipped > 100 * steps:
                         raise MedsegConfigError(f"train.skip_incomplete_batches: {skipped} batches of this epoch lack a class of data.labels")
+                    continue
+                if done < fast_forward:  # the same batches in the same order (the loader is seeded by the epoch)
+                    done += 1
                     continue
                 t_step = time.perf_counter()
                 terms = self.optimisation_step(batch)
@@ -253,10 +268,11 @@ class Trainer:
                     totals[k] = totals.get(k, 0.0) + v
                 done += 1
                 bar.update(task, advance=1, status=f"loss {terms['loss']:.4f}")
-                if done >= steps:
+                if done >= steps or self.stop.requested:
                     break
+        self.iteration = done if self.stop.requested else 0
         bar.remove_task(task)
-        return {k: v / max(done, 1) for k, v in totals.items()}
+        return {k: v / max(done - fast_forward, 1) for k, v in totals.items()}
 
     def accept_batch(self, batch: dict[str, Any]) -> bool:
         """``train.skip_incomplete_batches``: train only on batches whose label holds every class."""
@@ -301,6 +317,7 @@ class Trainer:
     def _state(self) -> dict[str, Any]:
         return {
             "epoch": self.epoch,
+            "iteration": self.iteration,
             "epochs": self.epochs,
             "best_score": self.best_score,
             "best_epoch": self.best_epoch,
@@ -326,6 +343,7 @@ class Trainer:
             self.scaler.load_state_dict(state["scaler"])
         set_rng_state(state["rng"])
         self.epoch, self.best_score, self.best_epoch = int(state["epoch"]), float(state["best_score"]), int(state["best_epoch"])
+        self.iteration = int(state.get("iteration", 0))
         self.log.restore(state["history"])
         if state["config_sha256"] != self.config.sha256():
             console.print("[yellow]note: the configuration differs from the one this run started with[/]")

@@ -29,6 +29,7 @@ from medseg.inference.report import PeakMemory, case_report, input_digests
 from medseg.inference.uncertainty import entropy_map, label_entropy
 from medseg.inference.viewer import write_case_html
 from medseg.io.atomic import full_suffix, write_text
+from medseg.progress import activity
 
 OUTPUT_FORMATS = ("nifti", "dicom-seg", "both")
 PHASES = ("read", "preprocess", "network", "restore", "write", "total")
@@ -130,12 +131,23 @@ def _warnings(loaded: LoadedCase, result: Prediction, context: RunContext, caugh
     return list(dict.fromkeys(notes))
 
 
-def predict_case(context: RunContext, source: CaseSource, targets: CaseTargets, title: str = "") -> CaseRun:
-    """Read, predict and write one case (all of its outputs or none).
+def predict_case(context: RunContext, source: CaseSource, targets: CaseTargets, title: str = "", label: str = "") -> CaseRun:
+    """Read, predict and write one case (all of its outputs or none); a spinner (or one plain line per
+    phase in logs) names the phase, prefixed by ``label`` (default: the case name).
 
     Raises:
         MedsegError: the case cannot be read, predicted or written (nothing of it is left behind).
     """
+    label = label or source.name
+    with activity(f"{label}: reading") as phase:
+        context.predictor.on_phase = lambda name: phase(f"{label}: {name}")
+        try:
+            return _predict_case(context, source, targets, title, lambda name: phase(f"{label}: {name}"))
+        finally:
+            context.predictor.on_phase = None
+
+
+def _predict_case(context: RunContext, source: CaseSource, targets: CaseTargets, title: str, phase: Callable[[str], None]) -> CaseRun:
     predictor = context.predictor
     manifest = predictor.package.manifest
     memory = PeakMemory(predictor.device)
@@ -148,8 +160,10 @@ def predict_case(context: RunContext, source: CaseSource, targets: CaseTargets, 
             raise MedsegInputError(source.paths[0], "DICOM SEG output needs a DICOM series as input (use --output-format nifti)")
         read = time.perf_counter() - start
         keep = targets.probabilities is not None or targets.uncertainty is not None or bool(targets.extras)
+        phase("preprocessing and network")
         result = predictor.predict_image(loaded.image, loaded.geometry, keep_probabilities=keep)
     timings = {"read": read, **result.timings}
+    phase("writing outputs")
     written = time.perf_counter()
     geometry = loaded.geometry
     statistics = label_statistics(result.labels, geometry, manifest.labels)
@@ -217,7 +231,7 @@ def run_cases(
     """Predict ``cases`` in order. In batch mode a case whose outputs all exist is skipped (unless
     ``force``), and a failing case is recorded and skipped; outside batch mode errors propagate."""
     runs: list[CaseRun] = []
-    for source in cases:
+    for number, source in enumerate(cases, 1):
         targets = targets_for(source)
         existing = [p for p in requested_paths(targets) if p.exists()]
         if batch and existing and not force:
@@ -226,7 +240,7 @@ def run_cases(
                    CaseRun(source.name, source.describe(), "failed", f"outputs of an earlier run exist ({existing[0].name}) but not {', '.join(missing)}; use --force"))
         else:
             try:
-                run = predict_case(context, source, targets)
+                run = predict_case(context, source, targets, label=f"case {number}/{len(cases)} {source.name}" if batch else "")
             except MedsegError as exc:
                 if not batch:
                     raise

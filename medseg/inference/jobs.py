@@ -37,6 +37,7 @@ from medseg.io.dicom import is_dicom_folder
 from medseg.io.image_io import IMAGE_SUFFIXES
 from medseg.io.modalities import case_files
 from medseg.model.package import ModelPackage, describe, load_model_package, read_manifest
+from medseg.progress import step
 
 #: Where ``-m NAME`` looks for a package named NAME when NAME is not a path (the Docker image sets /models).
 MODELS_ENV = "MEDSEG_MODELS"
@@ -220,8 +221,10 @@ def open_context(
     """
     dev, reason = resolve_device(device)
     dev = local_device(dev)
-    package = load_model_package(resolve_model(model), dev)
-    predictor = Predictor(package, dev, overlap, sw_batch_size, tta, compile=compile)
+    folder = resolve_model(model)
+    with step(f"loading model {folder}"):
+        package = load_model_package(folder, dev)
+        predictor = Predictor(package, dev, overlap, sw_batch_size, tta, compile=compile)
     return RunContext(predictor, reason, describe(package), series_uid)
 
 

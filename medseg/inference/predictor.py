@@ -102,6 +102,8 @@ class Predictor:
         self.slice_context = Compose(slice_context_transforms(manifest.network, [IMAGE]))
         self.on_windows = on_windows
         self.on_start = on_start
+        #: told the name of each phase after the network (``restoring to the input geometry``): progress text
+        self.on_phase: Callable[[str], None] | None = None
         self.stitch, self.accumulate = stitch, accumulate
         self.last_plan: MemoryPlan | None = None
         self._profile: EngineProfile | None = None
@@ -225,19 +227,19 @@ class Predictor:
         labels: np.ndarray | None
         if keep_probabilities or resample is None:  # MONAI's whole-volume inverse of the float probabilities
             probs, plan = self.network_probabilities(preprocessed, plan)
-            t2 = time.perf_counter()
+            t2 = self._restoring()
             restored = self.restore(probs, preprocessed)
             check_output_geometry(restored.permute(1, 2, 3, 0), geometry, "restored probabilities")
             labels = self.head.to_labels(restored.as_tensor()[None])[0].numpy()
             probabilities = np.moveaxis(restored.numpy(), 0, -1).astype(np.float32) if keep_probabilities else None
         elif resample:  # probabilities resampled slab by slab, argmax on the fly
             probs, plan = self.network_probabilities(preprocessed, plan)
-            t2 = time.perf_counter()
+            t2 = self._restoring()
             labels = restore_labels(probs, preprocessed, self.head, self.head.torch_label_dtype, self.engine.slab_voxels)
             del probs
         else:  # orientation only: argmax on the network grid, then flip/permute the labels back
             grid_labels, plan = self.network_labels(preprocessed, plan)
-            t2 = time.perf_counter()
+            t2 = self._restoring()
             labels = reorient_labels(grid_labels, preprocessed, preprocessed.applied_operations[0], preprocessed.affine)
         assert labels is not None
         if labels.shape != tuple(geometry.shape[:3]):
@@ -249,6 +251,12 @@ class Predictor:
             timings["compile_first_batch"], self._compile_reported = self.engine.compile_seconds, True
         labels = labels.astype(self.head.label_dtype, copy=False)
         return Prediction(labels, probabilities, geometry, timings)
+
+    def _restoring(self) -> float:
+        """Announce the restore phase (progress); returns its start time."""
+        if self.on_phase is not None:
+            self.on_phase("restoring to the input geometry")
+        return time.perf_counter()
 
     def _predict_through_cascade(self, image: MetaTensor, geometry: Geometry, keep_probabilities: bool) -> Prediction:
         """The cascade's float probabilities in the input grid, decoded by the head on the whole volume."""

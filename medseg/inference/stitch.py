@@ -3,7 +3,7 @@
 The windows (positions, padding of small images) and the Gaussian weights are exactly those of
 ``monai.inferers.sliding_window_inference(mode="gaussian")``, and the accumulation visits the windows in
 the same order, so in float32 the logits agree with MONAI's to rounding (<= 1e-5, asserted by the tests
-and by ``benchmarks/``). We write our own stitching (ARCHITECTURE rule 9) because MONAI's
+and by ``benchmarks/``). We write our own stitching because MONAI's
 
 - keeps a full-resolution float count map beside the output and returns the whole logit volume, which
   the caller then turns into another full-size probability volume and a one-hot or argmax;

@@ -131,7 +131,7 @@ class HDenseUNet(nn.Module):
 
     Flags where the paper and the released code (``hybridnet.py``, ``denseunet3d.py``) differ:
 
-    - ``guidance`` (paper default, METHODS.md): what enters the 3D network beside the CT. ``"paper"``: the 2D
+    - ``guidance`` (the paper's default): what enters the 3D network beside the CT. ``"paper"``: the 2D
       softmax probabilities (0..1) next to the CT x ``image_scale`` (default 1/250: the code's HU - 48 CT,
       -248..202, to about -1..0.8, the probabilities' range). ``"code"``: the 2D logits x ``logit_scale``
       (250) next to the CT unscaled (x 1). Either way guidance and CT reach the 3D stem at comparable

@@ -1,6 +1,6 @@
 """MICDIR: multi-scale inverse-consistent deformable registration with a self-constructing graph latent.
 
-Chatterjee et al., arXiv 2203.04317 (ISMRM 2022). Re-implemented from the paper and METHODS.md section 4;
+Chatterjee et al., arXiv 2203.04317 (ISMRM 2022). Re-implemented from the paper;
 details the paper leaves open follow the authors' code (``mscgunet/``), and each one is an argument.
 
 Output contract (shared with ``voxelmorph``, see :mod:`medseg.networks.voxelmorph`): ``forward(fixed,

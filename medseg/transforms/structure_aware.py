@@ -5,7 +5,7 @@
   so a volume is filtered once per run.
 * :class:`RandStructureAwareFilter` / :class:`RandStructureAwareFilterd`: sample the paper's random
   parameters (applied with ``prob``; gamma in ``gamma_range`` with ``gamma_prob`` = 0.5; optional random
-  sibling filter ``keep_prob``), then call the deterministic core (ARCHITECTURE convention 8).
+  sibling filter ``keep_prob``), then call the deterministic core.
 
 Example:
     >>> import torch

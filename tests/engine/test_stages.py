@@ -70,7 +70,6 @@ def test_run_folder_rules_and_unknown_stage(tmp_path: Path) -> None:
     path = _write(tmp_path / "s.yaml", [{"name": "a"}])
     with pytest.raises(MedsegConfigError, match="no stage 'b'"):
         run_stages(path, tmp_path / "run", only="b")
-    (tmp_path / "busy").mkdir()
-    (tmp_path / "busy" / "x").write_text("")
+    (tmp_path / "busy" / "a/checkpoints" / "last").mkdir(parents=True)  # a run with a checkpoint is not replaced silently
     with pytest.raises(MedsegOutputError, match="--resume"):
         run_stages(path, tmp_path / "busy")

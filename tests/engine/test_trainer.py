@@ -51,7 +51,6 @@ def test_run_folder_rules(tmp_path: Path) -> None:
     config = load_pipeline(write_pipeline(tmp_path / "p.yaml"))
     with pytest.raises(MedsegOutputError, match="nothing to resume"):
         Trainer(config, tmp_path / "none", device="cpu", resume=True)
-    (tmp_path / "busy").mkdir()
-    (tmp_path / "busy" / "x").write_text("")
+    (tmp_path / "busy" / "checkpoints" / "last").mkdir(parents=True)  # a run with a checkpoint is not replaced silently
     with pytest.raises(MedsegOutputError, match="--resume"):
         Trainer(config, tmp_path / "busy", device="cpu")
