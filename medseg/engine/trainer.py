@@ -106,7 +106,7 @@ class Trainer:
         self.device = distributed.local_device(self.device)
         self.epochs = config.train.epochs
         self.epoch = 0
-        self.iteration = 0  # steps done in the unfinished epoch (a checkpoint written on SIGINT/SIGTERM)
+        self.epoch_step = 0  # steps done in the unfinished epoch (a checkpoint written on SIGINT/SIGTERM)
         self.stop = StopRequest(enabled=False)
         self.best_score = -float("inf")
         self.best_epoch = 0
@@ -207,9 +207,9 @@ class Trainer:
                 seed_everything(seed if distributed.rank() == 0 else epoch_seed(seed, distributed.rank()))
                 t0 = time.perf_counter()
                 losses = distributed.mean_over_ranks(self.train_epoch(epoch_loader(self.train_ds, cfg, seed), bar))
-                if self.stop.requested:  # the step is done: checkpoint it (with self.iteration) and stop
+                if self.stop.requested:  # the step is done: checkpoint it (with self.epoch_step) and stop
                     self._save(self.run_dir / "checkpoints" / "last")
-                    raise TrainingInterrupted(str(self.run_dir), epoch + 1, self.iteration)
+                    raise TrainingInterrupted(str(self.run_dir), epoch + 1, self.epoch_step)
                 self.scheduler.step()
                 row: dict[str, Any] = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"], **losses}
                 if self.val_ds is not None and distributed.is_main() and ((epoch + 1) % cfg.train.val_every == 0 or epoch + 1 == self.epochs):
@@ -249,7 +249,7 @@ class Trainer:
         task = bar.add_task("  train", total=steps, status="")
         totals: dict[str, float] = {}
         done = skipped = 0
-        fast_forward, self.iteration = self.iteration, 0  # resumed inside this epoch: its first steps were done
+        fast_forward, self.epoch_step = self.epoch_step, 0  # resumed inside this epoch: its first steps were done
         while done < steps and not self.stop.requested:
             for batch in loader:
                 if not self.accept_batch(batch):
@@ -270,7 +270,7 @@ class Trainer:
                 bar.update(task, advance=1, status=f"loss {terms['loss']:.4f}")
                 if done >= steps or self.stop.requested:
                     break
-        self.iteration = done if self.stop.requested else 0
+        self.epoch_step = done if self.stop.requested else 0
         bar.remove_task(task)
         return {k: v / max(done - fast_forward, 1) for k, v in totals.items()}
 
@@ -317,7 +317,7 @@ class Trainer:
     def _state(self) -> dict[str, Any]:
         return {
             "epoch": self.epoch,
-            "iteration": self.iteration,
+            "epoch_step": self.epoch_step,
             "epochs": self.epochs,
             "best_score": self.best_score,
             "best_epoch": self.best_epoch,
@@ -343,7 +343,7 @@ class Trainer:
             self.scaler.load_state_dict(state["scaler"])
         set_rng_state(state["rng"])
         self.epoch, self.best_score, self.best_epoch = int(state["epoch"]), float(state["best_score"]), int(state["best_epoch"])
-        self.iteration = int(state.get("iteration", 0))
+        self.epoch_step = int(state.get("epoch_step", 0))
         self.log.restore(state["history"])
         if state["config_sha256"] != self.config.sha256():
             console.print("[yellow]note: the configuration differs from the one this run started with[/]")

@@ -44,13 +44,13 @@ def test_sigint_checkpoints_and_resume_continues(tmp_path: Path) -> None:
     epoch = int(line.split("epoch ")[1].split(" ")[0])
     iteration = int(line.split("(iteration ")[1].split(")")[0])
     state = load_state(run / "checkpoints" / "last", "state")
-    assert state["epoch"] == epoch - 1 and state["iteration"] == iteration and 0 <= iteration <= 3
+    assert state["epoch"] == epoch - 1 and state["epoch_step"] == iteration and 0 <= iteration <= 3
     assert "Traceback" not in stderr
 
     resumed = run_cli("train", str(pipeline), "-o", str(run), "--device", "cpu", "--resume", "--epochs", str(epoch + 1), "-q")
     assert resumed.returncode == 0, resumed.stderr
     state = load_state(run / "checkpoints" / "last", "state")
-    assert state["epoch"] == epoch + 1 and state["iteration"] == 0
+    assert state["epoch"] == epoch + 1 and state["epoch_step"] == 0
     epochs = [row["epoch"] for row in state["history"]]
     assert epochs == list(range(1, epoch + 2)), epochs  # the interrupted epoch was finished, nothing repeated
 
