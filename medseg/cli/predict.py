@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from medseg.cli.options import DEVICE, FORCE, QUIET, parse_extras
+from medseg.cli.options import DEVICE, FORCE, QUIET, number_in, parse_extras
 
 if TYPE_CHECKING:  # annotations only: torch and MONAI load inside the command, so `medseg --help` stays instant
     from medseg.inference.batch import CaseRun
@@ -18,8 +18,8 @@ def predict(
     output: Path = typer.Option(..., "-o", "--output", metavar="PATH", help="Output label file (.nii.gz, .nrrd, ...), DICOM SEG (.dcm), or folder (always a folder in batch mode)."),
     model: Path = typer.Option(..., "-m", "--model", metavar="PATH", help="Model package folder, or the name of a package under $MEDSEG_MODELS."),
     device: str = DEVICE,
-    overlap: float | None = typer.Option(None, metavar="FLOAT", help="Sliding-window overlap (default: the package's, usually 0.5)."),
-    sw_batch_size: int | None = typer.Option(None, metavar="N", help="Windows per network call."),
+    overlap: float | None = typer.Option(None, metavar="FLOAT", parser=number_in(0, 1, high_open=True), help="Sliding-window overlap, in [0, 1) (default: the package's, usually 0.5)."),
+    sw_batch_size: int | None = typer.Option(None, min=1, metavar="N", help="Windows per network call."),
     tta: bool | None = typer.Option(None, "--tta/--no-tta", help="Mirroring test-time augmentation."),
     output_format: str | None = typer.Option(None, "--output-format", metavar="TEXT", help="nifti, dicom-seg or both (default: nifti; dicom-seg for a .dcm output). DICOM SEG needs a DICOM input."),
     series_uid: str | None = typer.Option(None, "--series-uid", metavar="UID", help="Which series of a DICOM folder (default: the one with the most slices)."),

@@ -212,6 +212,10 @@ def open_context(
     Raises:
         MedsegError: the device does not exist here, or the package cannot be loaded (one line).
     """
+    if overlap is not None and not 0 <= overlap < 1:  # the CLI checks its options; this guards the gateway and API callers
+        raise MedsegInputError(None, f"overlap {overlap}: expected a value in [0, 1)")
+    if sw_batch_size is not None and sw_batch_size < 1:
+        raise MedsegInputError(None, f"sw_batch_size {sw_batch_size}: expected at least 1")
     dev, reason = resolve_device(device)
     dev = local_device(dev)
     package = load_model_package(resolve_model(model), dev)
