@@ -40,6 +40,7 @@ def predict(
     quiet: bool = QUIET,
     plan: bool = typer.Option(False, "--plan", help="Print the memory plan of each case (from the headers) and exit."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the network (the first window batch pays the compile time)."),
+    strict: bool = typer.Option(False, "--strict", help="Warnings are errors (unattended runs): a case with any warning (input outside the model's training data, ...) fails and writes nothing."),
 ) -> None:
     """Segment one case or a batch of cases; outputs keep the input's shape, affine and voxel size.
 
@@ -57,7 +58,7 @@ def predict(
         modalities, layout, parse_extras(extra), force,
     )
     job = prepare_job(request).shard()
-    context = open_context(model, device, overlap=overlap, sw_batch_size=sw_batch_size, tta=tta, compile=compile, series_uid=series_uid)
+    context = open_context(model, device, overlap=overlap, sw_batch_size=sw_batch_size, tta=tta, compile=compile, series_uid=series_uid, strict=strict)
     predictor = context.predictor
     job = job.for_model(predictor.package)
     if device == "auto" and not quiet:
@@ -74,6 +75,8 @@ def predict(
         predictor.on_windows = lambda n: bar.update(task, advance=n)
 
         def log(run: CaseRun) -> None:
+            for file, message in run.warnings:  # printed even with --quiet: a warning is never silent
+                typer.echo(f"warning: {file}: {' '.join(message.split())}", err=True)
             if run.status == "failed":
                 typer.echo(f"error: case {run.case}: {run.error}", err=True)
             elif run.status == "skipped":

@@ -205,7 +205,7 @@ def prepare_job(request: PredictRequest) -> PredictJob:
 
 def open_context(
     model: Path, device: str = "auto", *, overlap: float | None = None, sw_batch_size: int | None = None,
-    tta: bool | None = None, compile: bool = False, series_uid: str | None = None,
+    tta: bool | None = None, compile: bool = False, series_uid: str | None = None, strict: bool = False,
 ) -> RunContext:
     """Resolve ``device`` (under torchrun: this process's GPU), load the model package and its predictor.
 
@@ -220,7 +220,7 @@ def open_context(
     dev = local_device(dev)
     package = load_model_package(resolve_model(model), dev)
     predictor = Predictor(package, dev, overlap, sw_batch_size, tta, compile=compile)
-    return RunContext(predictor, reason, describe(package), series_uid)
+    return RunContext(predictor, reason, describe(package), series_uid, strict)
 
 
 def memory_plans(job: PredictJob, predictor: Predictor) -> Iterator[str]:
