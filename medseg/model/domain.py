@@ -107,12 +107,13 @@ def profile_cases(cases: Sequence[Mapping[str, Any]], modalities: Sequence[str],
     array = np.asarray(spacings)
     channels = []
     for index in range(len(rows[0])):
-        fg = [r[index]["foreground"] for r in rows if r[index]["foreground"] is not None]
-        channels.append(ChannelProfile(whole=_ranges([r[index]["whole"] for r in rows]), foreground=_ranges(fg) if fg else None))  # type: ignore[misc]
-    return TrainingData(
-        cases=len(rows), modalities=list(modalities), intensity_units=units, channels=channels,
-        spacing=tuple((round(float(lo), 4), round(float(hi), 4)) for lo, hi in zip(array.min(0), array.max(0))),  # type: ignore[arg-type]
-    )
+        whole = [w for r in rows if (w := r[index]["whole"]) is not None]
+        fg = [f for r in rows if (f := r[index]["foreground"]) is not None]
+        channels.append(ChannelProfile(whole=_ranges(whole), foreground=_ranges(fg) if fg else None))
+    lo, hi = array.min(0), array.max(0)
+    spacing = ((float(lo[0]), float(hi[0])), (float(lo[1]), float(hi[1])), (float(lo[2]), float(hi[2])))
+    return TrainingData(cases=len(rows), modalities=list(modalities), intensity_units=units, channels=channels,
+                        spacing=tuple((round(a, 4), round(b, 4)) for a, b in spacing))
 
 
 def _mm(values: Sequence[float]) -> str:

@@ -14,7 +14,6 @@ import pytest
 
 from medseg.model.domain import TrainingData, channel_percentiles, domain_warnings, spacing_warning
 from medseg.model.package import read_manifest
-
 from tests.conftest import run_cli
 
 WHOLE = "intensities of the whole image lie outside the training data's"
