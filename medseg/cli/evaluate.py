@@ -14,7 +14,7 @@ def evaluate(
     ref: Path = typer.Option(..., "-r", "--reference", metavar="PATH", help="Reference label map, or folder (matched by case name)."),
     out: Path = typer.Option(..., "-o", "--output", metavar="PATH", help="CSV with one row per case and label, plus mean/std rows."),
     labels: str | None = typer.Option(None, "--labels", metavar="LIST", help="Label values to score, e.g. 1,2 (default: every non-zero label in any reference or prediction)."),
-    tolerance: float = typer.Option(1.0, "--tolerance", metavar="FLOAT", help="Surface Dice tolerance in mm (area-weighted surface Dice, as DeepMind's surface-distance)."),
+    tolerance: float = typer.Option(1.0, "--tolerance", min=0.0, metavar="FLOAT", help="Surface Dice tolerance in mm (area-weighted surface Dice, as DeepMind's surface-distance)."),
     regions: str | None = typer.Option(
         None, "--regions", metavar="TEXT",
         help="Score unions of labels instead: a preset (lits = liver 1+2, tumour 2) or name=1+2,name2=2; "

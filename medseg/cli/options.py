@@ -8,6 +8,7 @@ This module imports nothing heavy: command modules are imported to build ``medse
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,24 @@ from medseg.errors import MedsegConfigError, MedsegInputError
 DEVICE: Any = typer.Option("auto", "--device", metavar="TEXT", help="auto, cpu, cuda, cuda:N or mps.")
 FORCE: Any = typer.Option(False, "--force", help="Replace existing outputs.")
 QUIET: Any = typer.Option(False, "--quiet", "-q", help="No progress bars.")
+
+
+def number_in(low: float, high: float | None = None, *, high_open: bool = False, integer: bool = False) -> Callable[[str], float]:
+    """A parser for a numeric option in ``[low, high]`` (``[low, high)`` with ``high_open``), for ranges
+    Typer's ``min``/``max`` cannot say (they are closed). A value outside is a usage error naming the option."""
+
+    def parse(text: str) -> float:
+        try:
+            value: float = int(text) if integer else float(text)
+        except ValueError:
+            raise typer.BadParameter(f"'{text}' is not {'an integer' if integer else 'a number'}") from None
+        if value != value or value < low or (high is not None and (value >= high if high_open else value > high)):  # value != value: NaN
+            upper = "" if high is None else f", {high:g}{')' if high_open else ']'}"
+            raise typer.BadParameter(f"{text} is outside [{low:g}{upper or ', inf)'}")
+        return value
+
+    parse.bounds = (low, high, high_open)  # type: ignore[attr-defined]  # tests check that every numeric option has a range
+    return parse
 
 
 def parse_labels(text: str | None, option: str = "--labels") -> list[int] | None:

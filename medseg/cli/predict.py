@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from medseg.cli.options import DEVICE, FORCE, QUIET, parse_extras
+from medseg.cli.options import DEVICE, FORCE, QUIET, number_in, parse_extras
 
 if TYPE_CHECKING:  # annotations only: torch and MONAI load inside the command, so `medseg --help` stays instant
     from medseg.inference.batch import CaseRun
@@ -18,8 +18,8 @@ def predict(
     output: Path = typer.Option(..., "-o", "--output", metavar="PATH", help="Output label file (.nii.gz, .nrrd, ...), DICOM SEG (.dcm), or folder (always a folder in batch mode)."),
     model: Path = typer.Option(..., "-m", "--model", metavar="PATH", help="Model package folder, or the name of a package under $MEDSEG_MODELS."),
     device: str = DEVICE,
-    overlap: float | None = typer.Option(None, metavar="FLOAT", help="Sliding-window overlap (default: the package's, usually 0.5)."),
-    sw_batch_size: int | None = typer.Option(None, metavar="N", help="Windows per network call."),
+    overlap: float | None = typer.Option(None, metavar="FLOAT", parser=number_in(0, 1, high_open=True), help="Sliding-window overlap, in [0, 1) (default: the package's, usually 0.5)."),
+    sw_batch_size: int | None = typer.Option(None, min=1, metavar="N", help="Windows per network call."),
     tta: bool | None = typer.Option(None, "--tta/--no-tta", help="Mirroring test-time augmentation."),
     output_format: str | None = typer.Option(None, "--output-format", metavar="TEXT", help="nifti, dicom-seg or both (default: nifti; dicom-seg for a .dcm output). DICOM SEG needs a DICOM input."),
     series_uid: str | None = typer.Option(None, "--series-uid", metavar="UID", help="Which series of a DICOM folder (default: the one with the most slices)."),
@@ -41,6 +41,7 @@ def predict(
     plan: bool = typer.Option(False, "--plan", help="Print the memory plan of each case (from the headers) and exit."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the network (the first window batch pays the compile time)."),
     html: Path | None = typer.Option(None, "--html", metavar="PATH", help="Also write a case viewer: one self-contained HTML file (image, labels, volumes, warnings, provenance) that opens offline (a folder in batch mode)."),
+    strict: bool = typer.Option(False, "--strict", help="Warnings are errors (unattended runs): a case with any warning (input outside the model's training data, ...) fails and writes nothing."),
 ) -> None:
     """Segment one case or a batch of cases; outputs keep the input's shape, affine and voxel size.
 
@@ -59,7 +60,7 @@ def predict(
         modalities, layout, parse_extras(extra), force, html=html,
     )
     job = prepare_job(request).shard()
-    context = open_context(model, device, overlap=overlap, sw_batch_size=sw_batch_size, tta=tta, compile=compile, series_uid=series_uid)
+    context = open_context(model, device, overlap=overlap, sw_batch_size=sw_batch_size, tta=tta, compile=compile, series_uid=series_uid, strict=strict)
     predictor = context.predictor
     job = job.for_model(predictor.package)
     if device == "auto" and not quiet:
@@ -76,6 +77,8 @@ def predict(
         predictor.on_windows = lambda n: bar.update(task, advance=n)
 
         def log(run: CaseRun) -> None:
+            for file, message in run.warnings:  # printed even with --quiet: a warning is never silent
+                typer.echo(f"warning: {file}: {' '.join(message.split())}", err=True)
             if run.status == "failed":
                 typer.echo(f"error: case {run.case}: {run.error}", err=True)
             elif run.status == "skipped":

@@ -32,6 +32,7 @@ from medseg.engine.init_weights import initialise_network
 from medseg.engine.interrupt import StopRequest, TrainingInterrupted
 from medseg.engine.logs import RunLog
 from medseg.model.package import ModelManifest, build_network, save_model_package
+from medseg.model.domain import TrainingData, profile_cases
 from medseg.progress import console, make_progress, plain
 from medseg.engine.state_io import rng_state, set_rng_state
 from medseg.engine.validation import ValidationSet, predict_labels, validation_predictor
@@ -370,7 +371,14 @@ class Trainer:
                 **({"init_from": self.init_report} if self.init_report else {}),
             },
             roi=cfg.roi.model_copy(update={"localiser": "localiser"}) if cfg.roi is not None else None,
+            training_data=self.data_profile(),
         )
+
+    def data_profile(self) -> TrainingData | None:
+        """What the training cases hold (modalities, voxel sizes, intensity percentiles), computed once."""
+        if getattr(self, "_data_profile", None) is None:
+            self._data_profile = profile_cases(self.train_cases, self.config.data.modalities, self.config.preprocess)
+        return self._data_profile
 
     def export(self) -> Path:
         """Write ``run_dir/model`` from the best checkpoint (the last one without validation)."""

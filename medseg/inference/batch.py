@@ -30,6 +30,7 @@ from medseg.inference.uncertainty import entropy_map, label_entropy
 from medseg.inference.viewer import write_case_html
 from medseg.io.atomic import full_suffix, write_text
 from medseg.progress import activity
+from medseg.model.domain import domain_warnings
 
 OUTPUT_FORMATS = ("nifti", "dicom-seg", "both")
 PHASES = ("read", "preprocess", "network", "restore", "write", "total")
@@ -43,6 +44,8 @@ class RunContext:
     device_reason: str = ""
     model: dict[str, Any] = field(default_factory=dict)
     series_uid: str | None = None
+    #: warnings are errors (unattended runs): a case with any warning fails and writes nothing
+    strict: bool = False
 
     def settings(self) -> dict[str, Any]:
         p = self.predictor
@@ -62,6 +65,7 @@ class CaseRun:
     peak_rss_mb: float | None = None
     prediction: Prediction | None = None
     input_lines: list[str] = field(default_factory=list)  # for the console: the DICOM series used and ignored
+    warnings: list[tuple[str, str]] = field(default_factory=list)  # (file, message): see case_warnings
 
 
 def _stem(path: Path) -> Path:
@@ -113,21 +117,23 @@ def requested_paths(targets: CaseTargets) -> list[Path]:
     return [p for p in (getattr(targets, f) for f in fields) if p is not None] + list(targets.extras.values())
 
 
-def _warnings(loaded: LoadedCase, result: Prediction, context: RunContext, caught: Sequence[warnings.WarningMessage]) -> list[str]:
-    notes = list(loaded.warnings)
+def case_warnings(loaded: LoadedCase, result: Prediction, context: RunContext, caught: Sequence[warnings.WarningMessage]) -> list[tuple[str, str]]:
+    """Every warning of a case as ``(file, message)``: the console prints ``warning: file: message``, the
+    report and ``summary.csv`` keep the messages (one path for all three)."""
+    manifest = context.predictor.package.manifest
+    first = str(loaded.source.paths[0])
+    notes = [(first, note) for note in loaded.warnings]
     if loaded.series is not None and "with the most slices" in loaded.series.note:
-        notes.append(f"folder holds several series; used {loaded.series.note}")
-    target = context.predictor.package.manifest.preprocess.target_spacing
-    if target is not None:
-        ratio = np.asarray(sorted(loaded.geometry.spacing)) / np.asarray(sorted(target))
-        if ratio.max() > 2 or ratio.min() < 0.5:
-            spacing = "x".join(f"{s:.3g}" for s in loaded.geometry.spacing)
-            notes.append(f"voxel size {spacing} mm is far from the model's {'x'.join(f'{s:.3g}' for s in target)} mm")
+        notes.append((first, f"folder holds several series; used {loaded.series.note}"))
+    files = [Path(first)] if loaded.source.dicom else list(loaded.source.paths)
+    image = loaded.image.detach().cpu().numpy()
+    for path, note in domain_warnings(image, result.labels, loaded.geometry.spacing, manifest.training_data, manifest.preprocess.target_spacing, files):
+        notes.append((str(path or first), note))
     if not np.any(result.labels):
-        notes.append("no foreground was predicted")
+        notes.append((first, "no foreground was predicted"))
     for w in caught:
         if not issubclass(w.category, (DeprecationWarning, FutureWarning, PendingDeprecationWarning)):
-            notes.append(f"{w.category.__name__}: {' '.join(str(w.message).split())[:300]}")
+            notes.append((first, f"{w.category.__name__}: {' '.join(str(w.message).split())[:300]}"))
     return list(dict.fromkeys(notes))
 
 
@@ -163,6 +169,9 @@ def _predict_case(context: RunContext, source: CaseSource, targets: CaseTargets,
         phase("preprocessing and network")
         result = predictor.predict_image(loaded.image, loaded.geometry, keep_probabilities=keep)
     timings = {"read": read, **result.timings}
+    notes = case_warnings(loaded, result, context, caught)
+    if context.strict and notes:
+        raise MedsegInputError(notes[0][0], "; ".join(dict.fromkeys(m for _, m in notes)) + " (--strict makes warnings errors)")
     phase("writing outputs")
     written = time.perf_counter()
     geometry = loaded.geometry
@@ -206,7 +215,7 @@ def _predict_case(context: RunContext, source: CaseSource, targets: CaseTargets,
                 case=source.name, inputs={"path": str(source.paths[0].absolute()), "paths": [str(p.absolute()) for p in source.paths], **input_digests(loaded.files)},
                 geometry=geometry.to_dict(), model=context.model, device=str(predictor.device), device_reason=context.device_reason,
                 settings=context.settings(), timings=timings, memory=peak, statistics=statistics, uncertainty=uncertainty,
-                outputs=outputs, warnings=_warnings(loaded, result, context, caught),
+                outputs=outputs, warnings=[m for _, m in notes],
                 dicom=loaded.series.summary() if loaded.series is not None else None,
             )
             if targets.report is not None:
@@ -216,7 +225,7 @@ def _predict_case(context: RunContext, source: CaseSource, targets: CaseTargets,
                     targets.html, loaded.image[0].numpy(), geometry, result.labels, names=manifest.labels, title=title or source.name,
                     warnings=report["warnings"], report=report, modality={"ct": "CT", "mri": "MR"}.get(manifest.preprocess.intensity)))
     return CaseRun(source.name, source.describe(), "ok", "", statistics, timings, peak["rss_mb"], result,
-                   loaded.series.console_lines() if loaded.series is not None else [])
+                   loaded.series.console_lines() if loaded.series is not None else [], notes)
 
 
 def run_cases(
@@ -263,16 +272,18 @@ def _column(name: str) -> str:
 
 
 def write_summary(path: Path, runs: Sequence[CaseRun], label_names: dict[int, str]) -> Path:
-    """``summary.csv``: case, status, input, volume (ml) per label, seconds per phase, peak memory, error."""
+    """``summary.csv``: case, status, input, volume (ml) per label, seconds per phase, peak memory, error,
+    warnings (the case's warning messages, ``; ``-separated)."""
     labels = [(value, _column(name)) for value, name in sorted(label_names.items()) if value != 0]
-    header = ["case", "status", "input", *[f"volume_ml_{name}" for _, name in labels], *[f"{p}_s" for p in PHASES], "peak_rss_mb", "error"]
+    header = ["case", "status", "input", *[f"volume_ml_{name}" for _, name in labels], *[f"{p}_s" for p in PHASES], "peak_rss_mb", "error", "warnings"]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
     for run in runs:
         volumes = [run.statistics["labels"][str(v)]["volume_ml"] if run.statistics else "" for v, _ in labels]
         times = [f"{run.timings[p]:.3f}" if p in run.timings else "" for p in PHASES]
-        writer.writerow([run.case, run.status, run.source, *volumes, *times, "" if run.peak_rss_mb is None else run.peak_rss_mb, run.error])
+        writer.writerow([run.case, run.status, run.source, *volumes, *times, "" if run.peak_rss_mb is None else run.peak_rss_mb, run.error,
+                         "; ".join(dict.fromkeys(m for _, m in run.warnings))])
     return write_text(path, buffer.getvalue())
 
 
@@ -284,5 +295,5 @@ def predict_to_files(predictor: Predictor, files: Sequence[Path], targets: CaseT
     return run.prediction
 
 
-__all__ = ["CaseRun", "OUTPUT_FORMATS", "RunContext", "predict_case", "predict_to_files", "requested_paths", "run_cases",
+__all__ = ["CaseRun", "case_warnings", "OUTPUT_FORMATS", "RunContext", "predict_case", "predict_to_files", "requested_paths", "run_cases",
            "targets_for_file", "targets_in_folder", "write_summary"]

@@ -212,20 +212,24 @@ def prepare_job(request: PredictRequest) -> PredictJob:
 
 def open_context(
     model: Path, device: str = "auto", *, overlap: float | None = None, sw_batch_size: int | None = None,
-    tta: bool | None = None, compile: bool = False, series_uid: str | None = None,
+    tta: bool | None = None, compile: bool = False, series_uid: str | None = None, strict: bool = False,
 ) -> RunContext:
     """Resolve ``device`` (under torchrun: this process's GPU), load the model package and its predictor.
 
     Raises:
         MedsegError: the device does not exist here, or the package cannot be loaded (one line).
     """
+    if overlap is not None and not 0 <= overlap < 1:  # the CLI checks its options; this guards the gateway and API callers
+        raise MedsegInputError(None, f"overlap {overlap}: expected a value in [0, 1)")
+    if sw_batch_size is not None and sw_batch_size < 1:
+        raise MedsegInputError(None, f"sw_batch_size {sw_batch_size}: expected at least 1")
     dev, reason = resolve_device(device)
     dev = local_device(dev)
     folder = resolve_model(model)
     with step(f"loading model {folder}"):
         package = load_model_package(folder, dev)
         predictor = Predictor(package, dev, overlap, sw_batch_size, tta, compile=compile)
-    return RunContext(predictor, reason, describe(package), series_uid)
+    return RunContext(predictor, reason, describe(package), series_uid, strict)
 
 
 def memory_plans(job: PredictJob, predictor: Predictor) -> Iterator[str]:

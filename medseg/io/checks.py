@@ -37,14 +37,30 @@ def _geometry_problems(path: str, geometry: Geometry) -> list[Problem]:
     return out
 
 
+def _fix(path: str | Path, exc: MedsegInputError, default: str) -> str:
+    if not Path(path).exists():
+        return "check the path (no such file)"
+    return "split the 4th axis into one file per channel" if "4D" in exc.problem else default
+
+
+def check_series(folder: str | Path) -> tuple[list[Problem], int]:
+    """Problems of a DICOM series folder, read as ``medseg predict`` reads it; ``(problems, files read)``."""
+    from medseg.io.dicom import read_dicom_series  # pydicom/SimpleITK series scan only when a folder is checked
+
+    try:
+        _, geometry, series = read_dicom_series(folder)
+    except MedsegInputError as exc:
+        return [Problem(exc.path or str(folder), exc.problem, "re-export the series from its source (PACS, scanner), whole")], 1
+    return _geometry_problems(str(folder), geometry), len(series.files)
+
+
 def check_image(path: str | Path, allow_channels: bool = False) -> tuple[list[Problem], Geometry | None]:
     """Problems of one image file (unreadable, wrong dimensionality, geometry, empty/NaN/inf voxels)."""
     name = str(path)
     try:
         array, geometry = read_image(path, "image", allow_channels=allow_channels, check_finite=False)
     except MedsegInputError as exc:
-        fix = "split the 4th axis into one file per channel" if "4D" in exc.problem else "re-export the file from its source"
-        return [Problem(name, exc.problem, fix)], None
+        return [Problem(name, exc.problem, _fix(path, exc, "re-export the file from its source"))], None
     out = _geometry_problems(name, geometry)
     finite = np.isfinite(array)
     if not finite.all():
@@ -62,7 +78,7 @@ def check_label(path: str | Path, allowed: Sequence[int] | None = None, image_ge
     try:
         labels, geometry = read_image(path, "label")
     except MedsegInputError as exc:
-        return [Problem(name, exc.problem, "re-export the label map as integers in the image's geometry")]
+        return [Problem(name, exc.problem, _fix(path, exc, "re-export the label map as integers in the image's geometry"))]
     out = _geometry_problems(name, geometry)
     if allowed is not None:
         extra = sorted(set(np.unique(labels).tolist()) - set(allowed))

@@ -25,6 +25,7 @@ from medseg._version import __version__
 from medseg.config import InferenceConfig, NetworkConfig, OutputOptions, OutputSection, PreprocessConfig, RoiConfig, Strict, format_validation_error
 from medseg.errors import MedsegConfigError, MedsegModelError
 from medseg.io.atomic import atomic_dir, write_json
+from medseg.model.domain import TrainingData
 from medseg.model.heads import OutputHead, check_network, create_head
 from medseg.networks import create_network
 from medseg.networks.blocks.slicewise import SliceWise
@@ -61,6 +62,8 @@ class ModelManifest(Strict):
     patch_size: tuple[int, int, int]
     inference: InferenceConfig = Field(default_factory=InferenceConfig)
     training: dict[str, Any] = Field(default_factory=dict)
+    #: what the model was trained on (modalities, voxel sizes, intensity percentiles); ``predict`` warns outside it
+    training_data: TrainingData | None = None
     #: cascade: ``roi.localiser`` is a package folder inside this one (see :mod:`medseg.inference.cascade`)
     roi: RoiConfig | None = None
     segments: dict[int, SegmentStyle] = Field(default_factory=dict)
