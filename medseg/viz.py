@@ -143,7 +143,7 @@ def _draw_panel(fig: Any, rect: tuple[float, float, float, float], panel: Panel,
         ax.imshow(_overlay(panel.labels, style, alpha), extent=extent, aspect="auto", interpolation="nearest")
     ax.set_axis_off()
     ax.set_title(panel.title, fontsize=9, pad=17)
-    left, right, top, bottom = LETTERS[panel.plane]
+    left, right, top, bottom = tuple(LETTERS[panel.plane])
     style_kw = {"transform": ax.transAxes, "fontsize": 10, "fontweight": "bold", "color": "#333333"}
     ax.text(-0.015, 0.5, left, ha="right", va="center", **style_kw)
     ax.text(1.015, 0.5, right, ha="left", va="center", **style_kw)
@@ -212,7 +212,8 @@ def preview_figure(
 
     entries = label_volumes(lab, geometry, names)
     if entries:
-        handles = [Patch(facecolor=np.array(label_colour(v)) / 255 if style == "fill" else "none", edgecolor=np.array(label_colour(v)) / 255,
+        rgb = {v: (r / 255, g / 255, b / 255) for v, _, _ in entries for r, g, b in [label_colour(v)]}
+        handles = [Patch(facecolor=rgb[v] if style == "fill" else "none", edgecolor=rgb[v],
                          linewidth=2, label=f"{v}  {name}: {ml:.1f} ml") for v, name, ml in entries]
         fig.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 0.45 / fig_h), ncol=min(4, len(handles)), fontsize=9, frameon=False)
     spacing = "x".join(f"{s:.3g}" for s in geometry.spacing)

@@ -171,7 +171,7 @@ def _handle_other(exc: Exception, debug: bool) -> None:
     if isinstance(exc, typer.Abort) or type(exc).__name__ == "Abort":
         fail("aborted", 130)
     if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):  # click/typer usage errors
-        fail(exc.format_message(), int(exc.exit_code) or 2)  # type: ignore[attr-defined]
+        fail(exc.format_message(), int(exc.exit_code) or 2)
     if debug:
         traceback.print_exc()
     fail(f"unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)")

@@ -15,9 +15,10 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
+from torch import nn
 
 from medseg.config import NetworkConfig, load_pipeline
 from medseg.data.layouts import Case, discover_cases, load_image_label_folders
@@ -67,7 +68,7 @@ def build_ensemble(run_dir: str | Path, out: str | Path, force: bool = False) ->
     network = NetworkConfig(name="ensemble", kwargs={"members": [member] * len(packages)},
                             slice_axis=first.network.slice_axis, slice_context=first.network.slice_context)
     ensemble = build_network(network)
-    members = core_network(ensemble).members
+    members = cast(nn.ModuleList, core_network(ensemble).members)
     for slot, path in zip(members, packages):
         slot.load_state_dict(core_network(load_model_package(path).network).state_dict())
     training = {"ensemble_of": [str(p) for p in packages], "folds": len(packages), "run": str(run_dir),

@@ -138,7 +138,7 @@ def case_html(
         "centre_mm": [float(c) for c in (geometry.affine @ np.array([*centre, 1.0]))[:3]],
     }
     fields = {
-        "TITLE": html.escape(payload["title"]), "MEDSEG_VERSION": _medseg_version(), "NIIVUE_VERSION": NIIVUE_VERSION,
+        "TITLE": html.escape(str(payload["title"])), "MEDSEG_VERSION": _medseg_version(), "NIIVUE_VERSION": NIIVUE_VERSION,
         # inside <script>, "</script" or "<!--" in a name or warning would end or confuse the element: every
         # "<" is written as the JSON escape \u003c (JSON.parse reads it back as "<")
         "DATA": json.dumps(payload).replace("<", "\\u003c"),
@@ -185,7 +185,8 @@ def view_files(
     with OutputSet().transaction() as out:
         out.written.append(write_case_html(output, image, geometry, labels, names=names, report=report, **options))
         if png is not None:
-            out.preview(png, image, labels, geometry, options["title"], options.get("window"), names=names,
+            shown = labels if labels is not None else np.zeros(geometry.shape[:3], np.uint8)  # no label map: the image alone
+            out.preview(png, image, shown, geometry, options["title"], options.get("window"), names=names,
                         modality=options.get("modality"), **(png_options or {}))
     return out.written
 

@@ -90,7 +90,8 @@ class HybridFeatureFusion(nn.Module):
         self.act = nn.ReLU(inplace=True)
         self.classifier = nn.Conv3d(channels, out_channels, kernel_size=1)
         nn.init.kaiming_normal_(self.conv.weight)
-        nn.init.zeros_(self.conv.bias)
+        if self.conv.bias is not None:
+            nn.init.zeros_(self.conv.bias)
 
     def forward(self, features_3d: torch.Tensor, features_2d: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.act(self.norm(self.dropout(self.conv(features_3d + features_2d)))))
@@ -266,6 +267,7 @@ class HDenseUNet(nn.Module):
         """The 2D branch restacked along z: ``(features (B, 64, I, J, K), logits (B, classes, I, J, K))``."""
         with torch.no_grad() if self.freeze_2d else nullcontext():
             features, logits = self.net2d.forward_features(stack_slices(x, self.slice_context))
+        assert logits is not None  # the hybrid's 2D network keeps its classifier
         return unstack_slices(features, x.shape[0]), unstack_slices(logits, x.shape[0])
 
     def input_3d(self, x: torch.Tensor, logits_2d: torch.Tensor) -> torch.Tensor:

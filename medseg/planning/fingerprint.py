@@ -168,7 +168,8 @@ def fingerprint_cases(
         found = label_values([read_image(c["label"], "label")[0] for c in labelled], None)
         labels = {v: ("background" if v == 0 else f"label_{v}") for v in found}
     rng = np.random.default_rng(seed)
-    fps, pooled = [], [[] for _ in modalities]
+    fps: list[CaseFingerprint] = []
+    pooled: list[list[np.ndarray]] = [[] for _ in modalities]
     for case in labelled:
         fp, samples = case_fingerprint(case, sorted(labels), rng)
         if len(samples) != len(modalities):

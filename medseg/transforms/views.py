@@ -226,7 +226,8 @@ class MutualViewsd(RandomizableTransform, MapTransform):
     def randomize(self, data: Any = None) -> None:
         super().randomize(None)
         self.swap = bool(self.R.rand() < self.swap_prob)
-        draws = [(self.R.rand(), self.R.uniform(*self.gamma_range)) for _ in range(2)]
+        low, high = self.gamma_range
+        draws = [(self.R.rand(), self.R.uniform(low, high)) for _ in range(2)]
         self.gammas = [float(g) if u < self.gamma_prob else None for u, g in draws]
         k = int(self.R.randint(4))
         self.k = k if self.rotate_axes is not None else 0

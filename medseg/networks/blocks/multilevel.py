@@ -107,7 +107,7 @@ class MultiLevelActivation(nn.Module):
     def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: object, **kwargs: object) -> None:
         # weights saved before offset_init existed were trained with the offsets they hold: keep them
         state_dict.setdefault(prefix + "calibrated", torch.tensor(True))
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)  # type: ignore[arg-type]
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @torch.no_grad()
     def centre_on(self, z: torch.Tensor) -> float:
