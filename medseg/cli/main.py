@@ -40,7 +40,7 @@ def _root(
 
 
 def _register() -> None:
-    from medseg.cli import check, demo, evaluate, gateway, info, predict, register, selfcheck, train
+    from medseg.cli import check, demo, evaluate, export, gateway, info, predict, register, selfcheck, train
 
     app.command("demo")(demo.demo)
     app.command("train")(train.train)
@@ -51,6 +51,7 @@ def _register() -> None:
     app.command("selfcheck")(selfcheck.selfcheck)
     app.command("register")(register.register)
     app.command("gateway")(gateway.gateway)
+    app.command("export")(export.export)
 
 
 _register()

@@ -132,6 +132,7 @@ def predict(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
     plan: bool = typer.Option(False, "--plan", help="Print the memory plan of each case (from the headers) and exit."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the network (the first window batch pays the compile time)."),
+    backend: str = typer.Option("auto", "--backend", help="auto, torch, openvino or onnxruntime: what runs the network (auto: OpenVINO on the CPU when installed, else PyTorch); see README 'Speed'."),
 ) -> None:
     """Segment one case or a batch of cases; outputs keep the input's shape, affine and voxel size.
 
@@ -195,7 +196,9 @@ def predict(
     if not quiet and package.head.describe():
         console.print(package.head.describe())
     with make_progress(not quiet) as bar:
-        predictor = Predictor(package, dev, overlap, sw_batch_size, tta, compile=compile)
+        predictor = Predictor(package, dev, overlap, sw_batch_size, tta, compile=compile, backend=backend)
+        if not quiet:
+            console.print(f"backend: {predictor.backend}" + (f" ({predictor.backend_note})" if predictor.backend_note else ""))
         if plan:
             for source in cases:
                 if source.dicom:  # no header-only geometry for a DICOM series
