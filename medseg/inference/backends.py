@@ -7,7 +7,7 @@ picks OpenVINO on the CPU when it is installed (``pip install 'medseg[cpu-fast]'
 
 The export is cached, keyed by the weights' sha256 and the export settings, in ``<package>/.medseg-cache/``
 when the package folder is writable, else in ``$MEDSEG_CACHE`` or the user cache folder
-(``$XDG_CACHE_HOME/medseg``, ``~/.cache/medseg``), and compiled once per process.
+(``$XDG_CACHE_HOME/medseg``, ``~/.cache/medseg``) or the temporary folder, and compiled once per process.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -54,13 +55,25 @@ def resolve_backend(name: str, device: torch.device) -> str:
     return name
 
 
+def _writable(folder: Path) -> bool:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return os.access(folder, os.W_OK)
+
+
 def cache_root(package_path: Path) -> Path:
-    """``<package>/.medseg-cache`` when the package folder is writable, else ``$MEDSEG_CACHE`` or the user cache folder."""
+    """Where exports are cached: ``<package>/.medseg-cache`` when the package folder is writable, else ``$MEDSEG_CACHE``,
+    the user cache folder, or (a read-only home, e.g. the Docker image) the temporary folder."""
     if os.access(package_path, os.W_OK):
         return package_path / ".medseg-cache"
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "medseg"
+    user = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "medseg"
+    candidates = [Path(os.environ[CACHE_ENV])] if os.environ.get(CACHE_ENV) else []
+    for folder in [*candidates, user]:
+        if _writable(folder):
+            return folder
+    return Path(tempfile.gettempdir()) / "medseg-cache"
 
 
 def export_key(weights_sha256: str, fmt: str, channels: int, roi: tuple[int, ...]) -> str:
