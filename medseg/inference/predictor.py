@@ -22,7 +22,7 @@ from monai.transforms import Compose
 from medseg.model.package import ModelPackage
 from medseg.inference.backends import select_backend
 from medseg.inference.engine import WindowEngine
-from medseg.inference.plan import CaseShapes, EngineProfile, MemoryPlan, Stitching, grid_shape, make_plan, probe_workspace
+from medseg.inference.plan import CaseShapes, EngineProfile, MemoryPlan, Stitching, grid_shape, make_plan, probe_workspace, resident_bytes
 from medseg.inference.restore import needs_resampling, reorient_labels, restore_labels
 from medseg.io.geometry import Geometry
 from medseg.io.image_io import check_output_geometry, read_geometry
@@ -158,8 +158,9 @@ class Predictor:
         """The engine's costs for this package (one probe of the network, done once)."""
         if self._profile is None:
             channels = self.package.manifest.network.input_channels(len(self.package.manifest.modalities))
-            workspace, outputs = probe_workspace(self.network, channels, self.roi_size, self.sw_batch_size, self.device, self.engine.amp)
-            self._profile = EngineProfile(
+            resident = resident_bytes()  # PyTorch frees the activations after the probe; a backend's arena stays
+            workspace, outputs = probe_workspace(self.network, channels, self.roi_size, self.sw_batch_size, self.device, self.engine.amp, self.engine.runner)
+            self._profile = EngineProfile(resident=resident if self.engine.runner is None else resident_bytes(),
                 roi=self.roi_size, overlap=self.overlap, sw_batch_size=self.sw_batch_size, passes=self.engine.passes,
                 outputs=outputs, probabilities=len(self.head.probability_names()), workspace=workspace,
                 parameters=sum(p.numel() * p.element_size() for p in self.network.parameters()), slab_voxels=self.engine.slab_voxels,
