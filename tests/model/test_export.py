@@ -97,3 +97,13 @@ def test_cli_export_refuses_unknown_formats_and_registration_networks(tmp_path: 
     err = capsys.readouterr().err
     assert err.startswith("error: --format tflite") and err.count("\n") == 1 and not (tmp_path / "x").exists()
     assert "registration network" in (refusal("voxelmorph", get_network_spec("voxelmorph").output_kind) or "")
+
+
+@pytest.mark.parametrize("slice_axis", [0, 2])
+def test_slice_wise_2d_networks_export(slice_axis: int, tmp_path: Path) -> None:
+    """A package's 2D network runs slice by slice inside SliceWise (``network.slice_axis``): that wrapper exports too."""
+    from medseg.networks.blocks.slicewise import SliceWise
+
+    net = SliceWise(create_network("ivdnet", **get_network_spec("ivdnet").tiny_kwargs(2)), slice_axis).eval()
+    dynamic, diff, same = export_onnx(net, 4, (32, 32, 16), tmp_path / "m.onnx")
+    assert dynamic and diff <= MAX_RELATIVE_DIFF and same >= MIN_ARGMAX_AGREEMENT
