@@ -48,14 +48,19 @@ def make_case(root: Path, cfg: dict[str, Any], net: nn.Module, classes: int) -> 
     return src, package
 
 
-_PREDICTORS: dict[tuple[str, str], Predictor] = {}
+_PREDICTORS: dict[tuple[str, str, str], Predictor] = {}
 
 
-def medseg_file_to_file(src: Path, out: Path, package: Path, device: torch.device, cfg: dict[str, Any]) -> dict[str, float]:
-    key = (str(package), str(device))
+def predictor_for(package: Path, device: torch.device, backend: str = "torch") -> Predictor:
+    """One predictor per package, device and backend for the whole run (exports and compiles once)."""
+    key = (str(package), str(device), backend)
     if key not in _PREDICTORS:
-        _PREDICTORS[key] = Predictor(load_model_package(package, device), device)
-    predictor = _PREDICTORS[key]
+        _PREDICTORS[key] = Predictor(load_model_package(package, device), device, backend=backend)
+    return _PREDICTORS[key]
+
+
+def medseg_file_to_file(src: Path, out: Path, package: Path, device: torch.device, cfg: dict[str, Any], backend: str = "torch") -> dict[str, float]:
+    predictor = predictor_for(package, device, backend)
     t0 = time.perf_counter()
     image, geometry = predictor.load([src])
     t1 = time.perf_counter()
@@ -71,7 +76,7 @@ def monai_file_to_file(src: Path, out: Path, package: Path, device: torch.device
     from monai.inferers import sliding_window_inference
     from monai.transforms import AsDiscreted, Compose, EnsureChannelFirstd, Invertd, LoadImaged, Orientationd, ScaleIntensityRanged, Spacingd
 
-    net = _PREDICTORS[(str(package), str(device))].network  # the very same module
+    net = predictor_for(package, device).network  # the very same module
     load = Compose([LoadImaged("image"), EnsureChannelFirstd("image")])
     pre = Compose(
         [

@@ -10,7 +10,8 @@ Every figure pairs medseg and MONAI on the same ``nn.Module``, input and setting
 5. Dice time and memory vs ``DiceMetric`` at 2, 14 and 105 classes, equal values;
 6. training iterations/s vs a MONAI-tutorial loop, with and without data loading;
 7. data pipeline samples/s vs ``CacheDataset`` + ``ThreadDataLoader``;
-8. end to end, file to file, split by phase.
+8. end to end, file to file, split by phase;
+9. the CPU backends (OpenVINO, ONNX Runtime): network phase and file to file vs PyTorch eager and MONAI.
 
 Usage::
 
@@ -54,7 +55,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "train_patch": (16, 16, 16), "train_spacing": (6.0, 6.0, 6.0), "train_cases": 2, "train_steps": 1, "loader_batches": 1,
     },
 }
-CASES = ("latency", "dice", "training", "e2e")
+CASES = ("latency", "dice", "training", "e2e", "backends")
 
 
 def run(device: torch.device, cfg: dict[str, Any], cases: tuple[str, ...], on_rows: Any = None) -> list[Row]:
@@ -90,6 +91,13 @@ def run(device: torch.device, cfg: dict[str, Any], cases: tuple[str, ...], on_ro
         rows += e2e_case(cfg, device, unet, classes)
         if on_rows is not None:
             on_rows(rows)  # results so far, written after every case
+    if "backends" in cases:
+        from benchmarks.backends import backend_cases
+
+        say("case 9: CPU backends")
+        rows += backend_cases(cfg, device, unet, classes)
+        if on_rows is not None:
+            on_rows(rows)
     return rows
 
 

@@ -4,7 +4,7 @@
 # 1. Asks the base image which Python, glibc and machine it has (a throwaway container, --network none).
 #    A base without python3 + venv (the CUDA runtime images) gets python3/python3-venv as .deb files,
 #    downloaded by apt in a throwaway container, or taken from --debs DIR.
-# 2. Prepares a wheelhouse on this host: the medseg wheel plus every dependency (extra `dicom` included)
+# 2. Prepares a wheelhouse on this host: the medseg wheel plus every dependency (extras `dicom`, `gateway`, and `cpu-fast` in the CPU image)
 #    for that Python and platform (pip download --only-binary, using this host's pip configuration).
 # 3. Copies the model packages to bake in (--models), then runs `docker build --network none`.
 # Everything that needs a registry happens in steps 1-2, on the host; an air-gapped site runs the same
@@ -115,11 +115,14 @@ if [ "$reuse" = 0 ]; then
   platforms+=(--platform "manylinux2014_${machine}")
   [ "$machine" = x86_64 ] && platforms+=(--platform manylinux2010_x86_64 --platform manylinux1_x86_64)
   wheel=$(ls "$wheelhouse"/medseg-"$version"-*.whl)
+  # the CPU image also gets OpenVINO (extra cpu-fast): `medseg predict --backend auto` runs it there
+  extras=dicom,gateway
+  [ "$flavour" = cpu ] && extras=dicom,gateway,cpu-fast
   say "downloading dependencies for Python $pyver ($torch_spec)"
   "$python" -m pip download --quiet --dest "$wheelhouse" --only-binary=:all: \
     --python-version "$pyver" --implementation cp "${platforms[@]}" \
-    "$torch_spec" "$wheel[dicom,gateway]" "${pip_args[@]}" >&2
-  printf 'medseg[dicom,gateway]==%s\n%s\n' "$version" "$torch_spec" >"$wheelhouse/REQUIREMENTS"
+    "$torch_spec" "$wheel[$extras]" "${pip_args[@]}" >&2
+  printf 'medseg[%s]==%s\n%s\n' "$extras" "$version" "$torch_spec" >"$wheelhouse/REQUIREMENTS"
 fi
 [ -f "$wheelhouse/REQUIREMENTS" ] || die "$wheelhouse has no REQUIREMENTS file (prepare it with --prepare-only)"
 torch_wheel=$(ls "$wheelhouse"/torch-*.whl 2>/dev/null | head -1)

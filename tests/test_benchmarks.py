@@ -16,7 +16,7 @@ def test_every_case_runs_at_a_tiny_size(tmp_path: Path) -> None:
     saved = json.loads((tmp_path / "results-cpu-quick.json").read_text())
     assert saved["environment"]["torch"] and saved["environment"]["monai"] and "flags" in saved["environment"]
     cases = {row["case"].split()[0] for row in saved["rows"]}
-    assert cases == {str(i) for i in range(1, 9)}
+    assert cases == {str(i) for i in range(1, 10)}
     assert all(row["medseg"] >= 0 and row["monai"] >= 0 for row in saved["rows"])
     agreement = [row for row in saved["rows"] if row["case"] == "4 agreement"]
     assert agreement and all(row["met"] for row in agreement)  # fp32 logits within 1e-5, same argmax

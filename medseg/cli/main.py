@@ -82,6 +82,7 @@ def _register() -> None:
         demo,
         ensemble,
         evaluate,
+        export,
         gateway,
         info,
         plan,
@@ -104,6 +105,7 @@ def _register() -> None:
     app.command("plan")(plan.plan)
     app.command("ensemble")(ensemble.ensemble)
     app.command("view")(view.view)
+    app.command("export")(export.export)
 
 
 _register()

@@ -42,6 +42,7 @@ def predict(
     compile: bool = typer.Option(False, "--compile", help="torch.compile the network (the first window batch pays the compile time)."),
     html: Path | None = typer.Option(None, "--html", metavar="PATH", help="Also write a case viewer: one self-contained HTML file (image, labels, volumes, warnings, provenance) that opens offline (a folder in batch mode)."),
     strict: bool = typer.Option(False, "--strict", help="Warnings are errors (unattended runs): a case with any warning (input outside the model's training data, ...) fails and writes nothing."),
+    backend: str = typer.Option("auto", "--backend", help="auto, torch, openvino or onnxruntime: what runs the network (auto: OpenVINO on the CPU when installed, else PyTorch); see README 'Speed'."),
 ) -> None:
     """Segment one case or a batch of cases; outputs keep the input's shape, affine and voxel size.
 
@@ -60,11 +61,13 @@ def predict(
         modalities, layout, parse_extras(extra), force, html=html,
     )
     job = prepare_job(request).shard()
-    context = open_context(model, device, overlap=overlap, sw_batch_size=sw_batch_size, tta=tta, compile=compile, series_uid=series_uid, strict=strict)
+    context = open_context(model, device, overlap=overlap, sw_batch_size=sw_batch_size, tta=tta, compile=compile, series_uid=series_uid, strict=strict, backend=backend)
     predictor = context.predictor
     job = job.for_model(predictor.package)
     if device == "auto" and not quiet:
         console.print(f"device: {context.device_reason}")
+    if not quiet:
+        console.print(f"backend: {predictor.backend}" + (f" ({predictor.backend_note})" if predictor.backend_note else ""))
     if not quiet and predictor.head.describe():
         console.print(predictor.head.describe())
     if plan:

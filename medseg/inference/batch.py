@@ -49,7 +49,7 @@ class RunContext:
 
     def settings(self) -> dict[str, Any]:
         p = self.predictor
-        return {"overlap": p.overlap, "sw_batch_size": p.sw_batch_size, "tta": p.tta, "patch_size": list(p.roi_size)}
+        return {"overlap": p.overlap, "sw_batch_size": p.sw_batch_size, "tta": p.tta, "patch_size": list(p.roi_size), "backend": p.backend}
 
 
 @dataclass

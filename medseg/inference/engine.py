@@ -48,6 +48,8 @@ class WindowEngine:
         amp: autocast the network on CUDA.
         compile: run the network through ``torch.compile`` (the first call's cost lands in ``compile_seconds``).
         on_windows: progress callback (windows processed).
+        runner: the network call of a non-PyTorch backend, ``(n, C, *roi) -> (n, K, *roi)`` on the CPU
+            (:mod:`medseg.inference.backends`); ``None``: ``network`` itself.
 
     Attributes:
         slab_voxels: voxels per channel of one slab when results are consumed slab by slab.
@@ -66,8 +68,10 @@ class WindowEngine:
         amp: bool = False,
         compile: bool = False,
         on_windows: Callable[[int], None] | None = None,
+        runner: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
         self.network = network
+        self.runner = runner
         self.head = head
         self.device = device
         self.roi = tuple(int(r) for r in roi)
@@ -96,7 +100,12 @@ class WindowEngine:
 
     # ------------------------------------------------------------------ network
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
-        """One window batch through the network (autocast on CUDA; first compiled call timed)."""
+        """One window batch through the network (autocast on CUDA; first compiled call timed) or the backend's runner."""
+        if self.runner is not None:
+            out = self.runner(batch)
+            if self.on_windows is not None:
+                self.on_windows(batch.shape[0])
+            return out
         net = self._compiled if self._compiled is not None else self.network
         t0 = time.perf_counter() if self._compiled is not None and self.compile_seconds is None else None
         with torch.autocast(device_type=self.device.type, enabled=self.amp):

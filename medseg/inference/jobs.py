@@ -213,6 +213,7 @@ def prepare_job(request: PredictRequest) -> PredictJob:
 def open_context(
     model: Path, device: str = "auto", *, overlap: float | None = None, sw_batch_size: int | None = None,
     tta: bool | None = None, compile: bool = False, series_uid: str | None = None, strict: bool = False,
+    backend: str = "torch",
 ) -> RunContext:
     """Resolve ``device`` (under torchrun: this process's GPU), load the model package and its predictor.
 
@@ -228,7 +229,7 @@ def open_context(
     folder = resolve_model(model)
     with step(f"loading model {folder}"):
         package = load_model_package(folder, dev)
-        predictor = Predictor(package, dev, overlap, sw_batch_size, tta, compile=compile)
+        predictor = Predictor(package, dev, overlap, sw_batch_size, tta, compile=compile, backend=backend)
     return RunContext(predictor, reason, describe(package), series_uid, strict)
 
 

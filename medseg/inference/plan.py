@@ -45,12 +45,45 @@ def grid_shape(spatial: Sequence[MapTransform], shape: Sequence[int], affine: np
     return tuple(int(s) for s in data["image"].peek_pending_shape())
 
 
-def probe_workspace(network: nn.Module, channels: int, roi: Sequence[int], batch: int, device: torch.device, amp: bool) -> tuple[int, int]:
+def resident_bytes() -> int:
+    """This process's resident memory now (bytes; 0 where ``/proc`` is missing)."""
+    return _proc_status("VmRSS")
+
+
+def _proc_status(field: str) -> int:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(f"{field}:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _rss_growth(fn: Any) -> tuple[int, Any]:
+    """``(peak RSS growth while running fn, its result)``: the kernel's high-water mark, reset first (Linux; else 0)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")  # resets VmHWM to the current RSS
+        reset = True
+    except OSError:
+        reset = False
+    before = resident_bytes()
+    out = fn()
+    return (max(0, _proc_status("VmHWM") - before) if reset and before else 0), out
+
+
+def probe_workspace(
+    network: nn.Module, channels: int, roi: Sequence[int], batch: int, device: torch.device, amp: bool, runner: Any = None
+) -> tuple[int, int]:
     """``(bytes the network needs for one window batch beyond its weights, its output channels)``.
 
-    CUDA: the allocator's peak during one forward. CPU: the largest live set of a layer, taken as three
-    times the largest layer output (input, output and one skip connection of that size), which
-    brackets the measured peak of encoder-decoder networks.
+    CUDA: the allocator's peak during one forward. CPU: the peak RSS growth of one forward (Linux's high-water
+    mark), at least three times the largest layer output (input, output and one skip connection of that size).
+    ``runner``: a non-PyTorch backend's network call (:mod:`medseg.inference.backends`), probed instead; its
+    first call allocates the runtime's working memory, which stays resident (the caller counts it there): the
+    workspace is then the output copies and the input batch.
     """
     x = torch.zeros((batch, channels, *roi), device=device)
     if device.type == "cuda":
@@ -61,6 +94,9 @@ def probe_workspace(network: nn.Module, channels: int, roi: Sequence[int], batch
             out = network(x)
         torch.cuda.synchronize(device)
         return int(torch.cuda.max_memory_allocated(device) - base), int(out.shape[1])
+    if runner is not None:  # the runtime keeps the working memory of its first call: resident after the probe
+        out = runner(x)
+        return 2 * out.numel() * out.element_size() + x.numel() * 4, int(out.shape[1])
     sizes: list[int] = []
 
     def hook(_m: nn.Module, _i: Any, out: Any) -> None:
@@ -70,11 +106,11 @@ def probe_workspace(network: nn.Module, channels: int, roi: Sequence[int], batch
     handles = [m.register_forward_hook(hook) for m in network.modules() if not list(m.children())]
     try:
         with torch.inference_mode():
-            out = network(x)
+            grown, out = _rss_growth(lambda: network(x))
     finally:
         for h in handles:
             h.remove()
-    return 3 * max(sizes, default=x.numel() * 4) + x.numel() * 4, int(out.shape[1])
+    return max(grown, 3 * max(sizes, default=x.numel() * 4) + x.numel() * 4), int(out.shape[1])
 
 
 @dataclass(frozen=True)
@@ -98,6 +134,7 @@ class EngineProfile:
         outputs / probabilities: network output channels and probability channels of the head.
         workspace: the network's bytes for one window batch (:func:`probe_workspace`).
         parameters: bytes of the network's weights.
+        resident: the process's resident memory outside the case (libraries, weights, a backend's compiled model and arena).
     """
 
     roi: tuple[int, ...]
@@ -109,6 +146,7 @@ class EngineProfile:
     workspace: int
     parameters: int
     slab_voxels: int = SLAB_VOXELS
+    resident: int = 0
 
 
 @dataclass(frozen=True)
@@ -132,6 +170,7 @@ class MemoryPlan:
         host / device: estimated peak bytes per buffer (the phase with the largest total).
         free_device: free GPU memory when planned (``None`` on the CPU).
         fallback: set when a CUDA out-of-memory error moved the stitching to the host.
+        resident: the process's resident memory before the case (what the report's peak RSS adds the case to).
     """
 
     input_shape: tuple[int, ...]
@@ -150,10 +189,17 @@ class MemoryPlan:
     free_device: int | None = None
     reason: str = ""
     fallback: str | None = None
+    resident: int = 0
 
     @property
     def host_peak(self) -> int:
+        """Peak host bytes of the case's buffers (the RSS growth of one file-to-file prediction)."""
         return sum(self.host.values())
+
+    @property
+    def process_peak(self) -> int:
+        """Peak resident memory of the process (the report's ``peak_memory.rss_mb``): resident + the case's peak."""
+        return self.resident + self.host_peak
 
     @property
     def device_peak(self) -> int:
@@ -170,7 +216,7 @@ class MemoryPlan:
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
-        out.update(host_peak=self.host_peak, device_peak=self.device_peak, input_bytes=self.input_bytes)
+        out.update(host_peak=self.host_peak, device_peak=self.device_peak, input_bytes=self.input_bytes, process_peak=self.process_peak)
         return out
 
     def format(self) -> str:
@@ -184,6 +230,8 @@ class MemoryPlan:
             f"host peak   ~{mb(self.host_peak)} ({self.host_peak / max(self.input_bytes, 1):.2f}x input): "
             + ", ".join(f"{k} {mb(v)}" for k, v in self.host.items() if v),
         ]
+        if self.resident:
+            lines.append(f"process peak ~{mb(self.process_peak)} RSS (resident before the case {mb(self.resident)} + the case)")
         if self.device_bytes:
             free = f", free {mb(self.free_device)}" if self.free_device is not None else ""
             lines.append(f"device peak ~{mb(self.device_peak)}{free}: " + ", ".join(f"{k} {mb(v)}" for k, v in self.device_bytes.items() if v))
@@ -225,7 +273,8 @@ def make_plan(
             "slab_temporaries": (outputs + 4) * slab * f32,  # logits, normaliser, int64 argmax
         }
         window = {"network_workspace": engine.workspace, "window_batch": engine.sw_batch_size * channels * int(np.prod(engine.roi)) * f32}
-        host = {"preprocessed": channels * n_grid * f32, "tta_flipped_input": channels * n_grid * f32 if passes > 1 else 0}
+        image = channels * n_in * f32  # the loaded input, held through the whole case
+        host = {"input": image, "preprocessed": channels * n_grid * f32, "tta_flipped_input": channels * n_grid * f32 if passes > 1 else 0}
         dev: dict[str, int] = {}
         if cuda:
             dev = {"weights": engine.parameters, **window, "image": channels * n_grid * f32}
@@ -241,7 +290,7 @@ def make_plan(
             during = {k: host[k] for k in window}
             for k in after if sum(during.values()) >= sum(after.values()) else during:
                 del host[k]
-        preprocess = 2 * channels * n_grid * f32 + channels * n_in * f32  # oriented copy, resampled, intensity copy
+        preprocess = image + 2 * channels * n_grid * f32 + channels * n_in * f32  # input, oriented copy, resampled, intensity copy
         if preprocess > sum(host.values()):  # the preprocessing phase is the peak (a finer grid than the input)
             host = {"preprocessing": preprocess}
         return host, dev
@@ -263,7 +312,9 @@ def make_plan(
     return MemoryPlan(
         tuple(int(s) for s in input_shape), tuple(int(s) for s in grid), channels, outputs, probabilities,
         passes * win.windows, str(device), stitch_on, accumulate, case.resample, case.keep_probabilities, host, dev, free_device, reason,
+        resident=engine.resident,
     )
 
 
-__all__ = ["ACCUMULATE", "DEVICE_HEADROOM", "CaseShapes", "EngineProfile", "MemoryPlan", "Stitching", "grid_shape", "make_plan", "probe_workspace"]
+__all__ = ["ACCUMULATE", "DEVICE_HEADROOM", "CaseShapes", "EngineProfile", "MemoryPlan", "Stitching", "grid_shape", "make_plan", "probe_workspace",
+           "resident_bytes"]

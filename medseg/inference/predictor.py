@@ -20,8 +20,9 @@ from monai.data import MetaTensor
 from monai.transforms import Compose
 
 from medseg.model.package import ModelPackage
+from medseg.inference.backends import select_backend
 from medseg.inference.engine import WindowEngine
-from medseg.inference.plan import CaseShapes, EngineProfile, MemoryPlan, Stitching, grid_shape, make_plan, probe_workspace
+from medseg.inference.plan import CaseShapes, EngineProfile, MemoryPlan, Stitching, grid_shape, make_plan, probe_workspace, resident_bytes
 from medseg.inference.restore import needs_resampling, reorient_labels, restore_labels
 from medseg.io.geometry import Geometry
 from medseg.io.image_io import check_output_geometry, read_geometry
@@ -64,6 +65,9 @@ class Predictor:
         stitch: ``auto`` (the plan decides) | ``device`` | ``host``: where the window engine accumulates.
         accumulate: ``auto`` | ``float32`` | ``float16`` | ``bfloat16``: the accumulator's dtype.
         compile: ``torch.compile`` the network (first-call cost in ``engine.compile_seconds``).
+        backend: ``torch`` | ``openvino`` | ``onnxruntime`` | ``auto`` (:mod:`medseg.inference.backends`): what runs
+            the network inside the same window engine; ``auto`` falls back to PyTorch when the export fails
+            (``backend_note`` says why). ``backend`` is the one in use.
 
     ``last_plan`` is the :class:`~medseg.inference.plan.MemoryPlan` of the last case, as run (a frozen value:
     an out-of-memory fallback to host stitching is recorded in a new plan).
@@ -86,6 +90,7 @@ class Predictor:
         stitch: str = "auto",
         accumulate: str = "auto",
         compile: bool = False,
+        backend: str = "torch",
     ) -> None:
         manifest = package.manifest
         package.head.check_segmentation()
@@ -108,16 +113,17 @@ class Predictor:
         self.last_plan: MemoryPlan | None = None
         self._profile: EngineProfile | None = None
         self._compile_reported = False
+        self.backend, self.backend_note, runner = select_backend(package, backend, device, self.roi_size)
         self.engine = WindowEngine(
             self.network, self.head, device, self.roi_size, self.overlap, self.sw_batch_size, self.tta,
             amp=device.type == "cuda", compile=compile,
-            on_windows=lambda n: self.on_windows(n) if self.on_windows is not None else None,
+            on_windows=lambda n: self.on_windows(n) if self.on_windows is not None else None, runner=runner,
         )
         self.cascade = None
         if package.localiser is not None and manifest.roi is not None:
             from medseg.inference.cascade import RoiCascade
 
-            self.cascade = RoiCascade(manifest.roi, Predictor(package.localiser, device, sw_batch_size=sw_batch_size))
+            self.cascade = RoiCascade(manifest.roi, Predictor(package.localiser, device, sw_batch_size=sw_batch_size, backend=backend))
 
     def preprocess(self, image: MetaTensor) -> MetaTensor:
         """``(C, I, J, K)`` image in its own grid -> network grid (canonical orientation, target spacing)."""
@@ -154,8 +160,9 @@ class Predictor:
         """The engine's costs for this package (one probe of the network, done once)."""
         if self._profile is None:
             channels = self.package.manifest.network.input_channels(len(self.package.manifest.modalities))
-            workspace, outputs = probe_workspace(self.network, channels, self.roi_size, self.sw_batch_size, self.device, self.engine.amp)
-            self._profile = EngineProfile(
+            resident = resident_bytes()  # PyTorch frees the activations after the probe; a backend's arena stays
+            workspace, outputs = probe_workspace(self.network, channels, self.roi_size, self.sw_batch_size, self.device, self.engine.amp, self.engine.runner)
+            self._profile = EngineProfile(resident=resident if self.engine.runner is None else resident_bytes(),
                 roi=self.roi_size, overlap=self.overlap, sw_batch_size=self.sw_batch_size, passes=self.engine.passes,
                 outputs=outputs, probabilities=len(self.head.probability_names()), workspace=workspace,
                 parameters=sum(p.numel() * p.element_size() for p in self.network.parameters()), slab_voxels=self.engine.slab_voxels,

@@ -151,12 +151,25 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, Geometry]:
     if any(int(s) == 0 for s in img.shape):
         raise MedsegInputError(path, f"image has a zero-sized dimension (shape {tuple(img.shape)})")
     try:
-        array = np.asanyarray(img.dataobj)
-        if img.dataobj.slope not in (1.0, None) or img.dataobj.inter not in (0.0, None):  # type: ignore[attr-defined]  # ArrayProxy has slope/inter
-            array = np.asarray(img.get_fdata(dtype=np.float32))
+        proxy: Any = img.dataobj
+        slope, inter = float(getattr(proxy, "slope", 1.0) or 1.0), float(getattr(proxy, "inter", 0.0) or 0.0)
+        if slope == 1.0 and inter == 0.0:
+            array = np.asanyarray(proxy)
+        else:  # scaled (e.g. uint8 with scl_slope): read the stored values once, scale slab by slab into float32
+            array = _scaled_float32(np.asanyarray(proxy.get_unscaled()), slope, inter)
     except Exception as exc:
         raise MedsegInputError(path, f"cannot read the voxel data: file is truncated or corrupt ({_first_line(exc)})") from exc
     return np.asarray(array), _nifti_geometry(img, path, tuple(int(s) for s in img.shape))
+
+
+def _scaled_float32(raw: np.ndarray, slope: float, inter: float) -> np.ndarray:
+    """``raw * slope + inter`` as float32, computed in float64 one slab at a time (nibabel's ``get_fdata`` makes a
+    whole float64 volume first and, through ``asanyarray``, keeps it: 8x a uint8 volume; here 4x plus a slab)."""
+    out = np.empty(raw.shape, dtype=np.float32)
+    step = max(1, (1 << 20) // max(1, int(np.prod(raw.shape[1:]))))
+    for a in range(0, raw.shape[0], step):
+        out[a : a + step] = raw[a : a + step] * slope + inter
+    return out
 
 
 def _read_itk(path: Path) -> tuple[np.ndarray, Geometry]:

@@ -63,7 +63,7 @@ def test_dicom_in_seg_out_report_and_uncertainty(phantom: dict[str, Path], tiny_
     labels, label_geometry = read_image(out, "label")
     _, nifti_geometry = read_image(phantom["nifti"])
     assert nifti_geometry.mismatch(label_geometry) is None
-    predictor = Predictor(load_model_package(tiny_model), torch.device("cpu"))
+    predictor = Predictor(load_model_package(tiny_model), torch.device("cpu"), backend="auto")  # the CLI's default backend
     np.testing.assert_array_equal(labels, predictor.predict_files([phantom["nifti"]]).labels)
 
     # the SEG's frames are the label map's slices, on the source instances

@@ -32,14 +32,20 @@ class SliceWise(nn.Module):
         self.net = net
         self.slice_axis = slice_axis
 
+    def _order(self) -> list[int]:
+        """``(B, C, X, Y, Z)`` -> ``(B, S, C, H, W)``: one permutation (``movedim`` to ``-1`` exports to ONNX with a wrong perm)."""
+        a = 2 + self.slice_axis
+        return [0, a, 1, *[d for d in (2, 3, 4) if d != a]]
+
     def _fold(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
-        x = x.movedim(2 + self.slice_axis, -1)  # (B, C, H, W, S)
-        b, c, h, w, s = x.shape
-        return x.permute(0, 4, 1, 2, 3).reshape(b * s, c, h, w), (b, s)
+        y = x.permute(self._order())  # (B, S, C, H, W)
+        b, s = y.shape[0], y.shape[1]
+        return y.reshape(b * s, *y.shape[2:]), (b, s)
 
     def _unfold(self, y: torch.Tensor, b: int, s: int) -> torch.Tensor:
-        y = y.reshape(b, s, *y.shape[1:]).permute(0, 2, 3, 4, 1)  # (B, C, H, W, S)
-        return y.movedim(-1, 2 + self.slice_axis)
+        y = y.reshape(b, s, *y.shape[1:])  # (B, S, C, H, W)
+        order = self._order()
+        return y.permute([order.index(d) for d in range(5)])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         folded, (b, s) = self._fold(x)
