@@ -9,9 +9,9 @@ import typer
 
 
 def ensemble(
-    run: Path = typer.Argument(..., help="Run folder of `medseg train --folds` (fold_K/model, splits.json, cv_summary.csv)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Model package folder to write."),
-    device: str = typer.Option("auto", help="Where the comparison with the folds runs."),
+    run: Path = typer.Argument(..., metavar="PATH", help="Run folder of `medseg train --folds` (fold_K/model, splits.json, cv_summary.csv)."),
+    out: Path = typer.Option(..., "--output", "-o", metavar="PATH", help="Model package folder to write."),
+    device: str = typer.Option("auto", metavar="TEXT", help="Where the comparison with the folds runs."),
     force: bool = typer.Option(False, "--force", help="Replace an existing package folder."),
     no_compare: bool = typer.Option(False, "--no-compare", help="Skip scoring the ensemble against the mean fold."),
 ) -> None:

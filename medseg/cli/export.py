@@ -8,9 +8,9 @@ import typer
 
 
 def export(
-    model: Path = typer.Argument(..., help="Model package folder."),
-    fmt: str = typer.Option("onnx", "--format", help="onnx or openvino."),
-    output: Path | None = typer.Option(None, "-o", "--output", help="Output folder (default: ./<package>-<format>)."),
+    model: Path = typer.Argument(..., metavar="PATH", help="Model package folder."),
+    fmt: str = typer.Option("onnx", "--format", metavar="TEXT", help="onnx or openvino."),
+    output: Path | None = typer.Option(None, "-o", "--output", metavar="PATH", help="Output folder (default: ./PACKAGE-FORMAT)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing output folder."),
 ) -> None:
     """Export the package's network (dynamic spatial size where the network allows it, else the patch size)."""

@@ -8,14 +8,14 @@ import typer
 
 
 def plan(
-    dataset: Path = typer.Argument(..., help="dataset.json, an imagesTr/labelsTr folder, or a release read by --layout."),
-    out: Path | None = typer.Option(None, "--out", "-o", help="Pipeline YAML to write (fingerprint.json goes next to it)."),
-    method: str = typer.Option("unet", "--method", help="unet, ivdnet, nested or dsaif (hdenseunet, micdir, voxelmorph: not yet)."),
-    gpu_memory: str | None = typer.Option(None, "--gpu-memory", help="Plan for a GPU of this size, e.g. 24GB (measured when one is here)."),
-    device: str = typer.Option("auto", "--device", help="auto (the GPU here, else CPU), cpu, cuda, cuda:N."),
-    layout: str = typer.Option("auto", "--layout", help="Dataset layout (auto, lits, brats, ivdm3seg, ...)."),
-    modalities: str | None = typer.Option(None, "--modalities", help="Channel names, e.g. T1,T1ce,T2,FLAIR (default: dataset.json / guessed)."),
-    folds: int = typer.Option(5, "--folds", min=2, help="Folds the warnings are about."),
+    dataset: Path = typer.Argument(..., metavar="PATH", help="dataset.json, an imagesTr/labelsTr folder, or a release read by --layout."),
+    out: Path | None = typer.Option(None, "--output", "-o", metavar="PATH", help="Pipeline YAML to write (fingerprint.json goes next to it)."),
+    method: str = typer.Option("unet", "--method", metavar="TEXT", help="unet, ivdnet, nested or dsaif (hdenseunet, micdir, voxelmorph: not yet)."),
+    gpu_memory: str | None = typer.Option(None, "--gpu-memory", metavar="TEXT", help="Plan for a GPU of this size, e.g. 24GB (measured when one is here)."),
+    device: str = typer.Option("auto", "--device", metavar="TEXT", help="auto (the GPU here, else CPU), cpu, cuda, cuda:N."),
+    layout: str = typer.Option("auto", "--layout", metavar="TEXT", help="Dataset layout (auto, lits, brats, ivdm3seg, ...)."),
+    modalities: str | None = typer.Option(None, "--modalities", metavar="TEXT", help="Channel names, e.g. T1,T1ce,T2,FLAIR (default: dataset.json / guessed)."),
+    folds: int = typer.Option(5, "--folds", min=2, metavar="N", help="Folds the warnings are about."),
     check: bool = typer.Option(False, "--check", help="Only report what would break training, and planning warnings."),
 ) -> None:
     """Plan a pipeline from a dataset (nnU-Net-style rules, every value commented with its reason)."""

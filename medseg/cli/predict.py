@@ -42,7 +42,7 @@ def predict(
     compile: bool = typer.Option(False, "--compile", help="torch.compile the network (the first window batch pays the compile time)."),
     html: Path | None = typer.Option(None, "--html", metavar="PATH", help="Also write a case viewer: one self-contained HTML file (image, labels, volumes, warnings, provenance) that opens offline (a folder in batch mode)."),
     strict: bool = typer.Option(False, "--strict", help="Warnings are errors (unattended runs): a case with any warning (input outside the model's training data, ...) fails and writes nothing."),
-    backend: str = typer.Option("auto", "--backend", help="auto, torch, openvino or onnxruntime: what runs the network (auto: OpenVINO on the CPU when installed, else PyTorch); see README 'Speed'."),
+    backend: str = typer.Option("auto", "--backend", metavar="TEXT", help="auto, torch, openvino or onnxruntime: what runs the network (auto: OpenVINO on the CPU when installed, else PyTorch); see README 'Speed'."),
 ) -> None:
     """Segment one case or a batch of cases; outputs keep the input's shape, affine and voxel size.
 

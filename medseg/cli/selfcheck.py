@@ -25,7 +25,8 @@ def selfcheck(
     loads every model package (default: those under $MEDSEG_MODELS), running one forward pass of a patch
     of zeros through each. No model package at all fails, unless --allow-empty.
     """
-    from medseg.inference.selfcheck import format_selfcheck, selfcheck as run_selfcheck
+    from medseg.inference.selfcheck import format_selfcheck
+    from medseg.inference.selfcheck import selfcheck as run_selfcheck
 
     result = run_selfcheck(models or [], device, allow_empty)
     if as_json:

@@ -36,17 +36,17 @@ def _window(value: str | None) -> tuple[float, float] | None:
 
 
 def view(
-    image: Path = typer.Argument(..., help="Image file (NIfTI, NRRD, MHA) or DICOM series folder."),
-    output: Path = typer.Option(..., "-o", "--output", help="HTML file to write (self-contained: opens offline in any browser)."),
+    image: Path = typer.Argument(..., metavar="PATH", help="Image file (NIfTI, NRRD, MHA) or DICOM series folder."),
+    output: Path = typer.Option(..., "-o", "--output", metavar="PATH", help="HTML file to write (self-contained: opens offline in any browser)."),
     labels: Path | None = typer.Option(None, "--label-map", metavar="PATH", help="Label map on the image's grid (e.g. a medseg predict output)."),
-    report: Path | None = typer.Option(None, "--report", help="A medseg predict --report JSON: label names, warnings and provenance."),
-    names: str | None = typer.Option(None, "--names", help="Label names as VALUE=NAME pairs, e.g. 1=liver,2=tumour (default: from --report)."),
-    window: str | None = typer.Option(None, "--window", help="Intensity window LOW,HIGH (default: CT soft tissue -160,240 for CT, else 1st-99th percentile)."),
-    modality: str | None = typer.Option(None, "--modality", help="CT or MR: chooses the default window (default: guessed from the values)."),
-    opacity: float = typer.Option(0.5, "--opacity", min=0.0, max=1.0, help="Initial label opacity (a slider in the page)."),
+    report: Path | None = typer.Option(None, "--report", metavar="PATH", help="A medseg predict --report JSON: label names, warnings and provenance."),
+    names: str | None = typer.Option(None, "--names", metavar="TEXT", help="Label names as VALUE=NAME pairs, e.g. 1=liver,2=tumour (default: from --report)."),
+    window: str | None = typer.Option(None, "--window", metavar="TEXT", help="Intensity window LOW,HIGH (default: CT soft tissue -160,240 for CT, else 1st-99th percentile)."),
+    modality: str | None = typer.Option(None, "--modality", metavar="TEXT", help="CT or MR: chooses the default window (default: guessed from the values)."),
+    opacity: float = typer.Option(0.5, "--opacity", min=0.0, max=1.0, metavar="FLOAT", help="Initial label opacity (a slider in the page)."),
     neurological: bool = typer.Option(False, "--neurological", help="Start in neurological convention (patient's left on the screen's left)."),
-    png: Path | None = typer.Option(None, "--png", help="Also write the PNG preview figure."),
-    layout: str = typer.Option("orthogonal", "--layout", help="PNG: orthogonal (three planes) or axial (a row of axial slices per label)."),
+    png: Path | None = typer.Option(None, "--png", metavar="PATH", help="Also write the PNG preview figure."),
+    layout: str = typer.Option("orthogonal", "--layout", metavar="TEXT", help="PNG: orthogonal (three planes) or axial (a row of axial slices per label)."),
     outline: bool = typer.Option(False, "--outline", help="PNG: label outlines instead of a semi-transparent fill."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
 ) -> None:

@@ -8,9 +8,9 @@ from typing import Any
 from safetensors.torch import load_model, save_model
 from torch import nn
 
-from medseg.model.package import core_network
 from medseg.engine.state_io import load_state, save_state
 from medseg.io.atomic import atomic_dir
+from medseg.model.package import core_network
 
 
 def save_checkpoint(folder: Path, networks: dict[str, nn.Module], state: dict[str, Any]) -> None:

@@ -20,9 +20,9 @@ import numpy as np
 from medseg.config import PipelineConfig, load_pipeline
 from medseg.config.stages import is_staged
 from medseg.data.layouts import Case
+from medseg.device import resolve_device
 from medseg.engine import distributed
 from medseg.engine.data import pipeline_cases
-from medseg.device import resolve_device
 from medseg.engine.variants import create_trainer
 from medseg.errors import MedsegConfigError, MedsegInputError
 from medseg.inference.predictor import Predictor

@@ -22,8 +22,8 @@ from safetensors.torch import load_file
 from torch import nn
 
 from medseg.config import InitConfig
-from medseg.model.package import WEIGHTS, core_network, sha256_file
 from medseg.errors import MedsegConfigError, MedsegError
+from medseg.model.package import WEIGHTS, core_network, sha256_file
 from medseg.networks.registry import WEIGHT_CONVERTERS
 
 

@@ -7,8 +7,8 @@ fixed ones, folding). The loop, checkpoints, exact resume, logs and export are :
 
 from __future__ import annotations
 
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,13 +19,14 @@ from torch.utils.data import Dataset
 
 from medseg.config import PipelineConfig, parse_output
 from medseg.data.pairs import Pair, discover_pairs, generate_pairs, split_pairs
-from medseg.model.package import build_network, core_network
 from medseg.engine.trainer import Trainer
 from medseg.engine.variants import register_trainer
 from medseg.errors import MedsegConfigError
 from medseg.losses import create_loss
 from medseg.metrics.registration import folding_fraction, warped_label_dice
+from medseg.model.package import build_network, core_network
 from medseg.transforms.registration import PairGrid, load_volume, network_size, pad_to, random_crop_slices
+
 
 def pipeline_pairs(config: PipelineConfig, run_dir: Path) -> Any:
     """The :class:`~medseg.data.pairs.PairSet` of a registration pipeline (synthetic pairs generated once)."""

@@ -17,9 +17,9 @@ from typing import Any
 from pydantic import BaseModel
 
 from medseg.config import PipelineConfig, load_pipeline
+from medseg.config.stages import is_staged
 from medseg.engine import distributed
 from medseg.engine.checkpoint import has_checkpoint
-from medseg.config.stages import is_staged
 from medseg.engine.stages import run_stages
 from medseg.engine.variants import create_trainer
 from medseg.errors import MedsegConfigError

@@ -33,7 +33,6 @@ from torch import nn
 
 from medseg.config import NetworkConfig, PipelineConfig, SemiSupervisedConfig
 from medseg.engine.checkpoint import load_checkpoint, save_checkpoint
-from medseg.model.package import ModelManifest, build_network, save_model_package
 from medseg.engine.semisup_data import (
     ROTATION_KEY,
     UNLABELLED_PREFIX,
@@ -50,6 +49,7 @@ from medseg.engine.validation import ValidationSet, predict_labels, validation_p
 from medseg.engine.variants import register_trainer
 from medseg.errors import MedsegConfigError
 from medseg.metrics.dice import DiceAccumulator
+from medseg.model.package import ModelManifest, build_network, save_model_package
 from medseg.networks.ensemble import Ensemble, ensemble_member
 from medseg.transforms.views import rotate_spatial
 

@@ -24,24 +24,24 @@ from torch import nn
 
 from medseg.config import PipelineConfig
 from medseg.config.sections import DETERMINISTIC_THREADS
+from medseg.device import resolve_device
 from medseg.engine import distributed
 from medseg.engine.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from medseg.engine.data import epoch_loader, pipeline_cases, split_cases, training_dataset
-from medseg.device import resolve_device
 from medseg.engine.init_weights import initialise_network
 from medseg.engine.interrupt import StopRequest, TrainingInterrupted
 from medseg.engine.logs import RunLog
-from medseg.model.package import ModelManifest, build_network, save_model_package
-from medseg.model.domain import TrainingData, profile_cases
-from medseg.progress import console, make_progress, plain
 from medseg.engine.state_io import rng_state, set_rng_state
 from medseg.engine.validation import ValidationSet, predict_labels, validation_predictor
 from medseg.engine.variants import register_trainer
 from medseg.errors import MedsegConfigError, MedsegOutputError
-from medseg.model.heads import check_network, create_head
 from medseg.io.atomic import ensure_writable_dir, write_text
 from medseg.losses import create_loss
+from medseg.model.domain import TrainingData, profile_cases
+from medseg.model.heads import check_network, create_head
+from medseg.model.package import ModelManifest, build_network, save_model_package
 from medseg.networks.freeze import freeze_submodules
+from medseg.progress import console, make_progress, plain
 
 
 def epoch_seed(seed: int, epoch: int) -> int:

@@ -80,7 +80,7 @@ class StoreSCP:
         return int(self._server.server_address[1])
 
     def start(self) -> None:
-        from pynetdicom import ALL_TRANSFER_SYNTAXES, AE, AllStoragePresentationContexts, evt
+        from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
         from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]  # generated at import time
 
         ae = AE(ae_title=self.config.ae_title)

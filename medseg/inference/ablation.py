@@ -15,10 +15,10 @@ import numpy as np
 import torch
 from monai.data import MetaTensor
 
-from medseg.model.package import ModelPackage
 from medseg.inference.predictor import Predictor
 from medseg.io.image_io import read_image
 from medseg.metrics import dice
+from medseg.model.package import ModelPackage
 
 
 class ModalityDropPredictor(Predictor):

@@ -29,8 +29,8 @@ from medseg.inference.report import PeakMemory, case_report, input_digests
 from medseg.inference.uncertainty import entropy_map, label_entropy
 from medseg.inference.viewer import write_case_html
 from medseg.io.atomic import full_suffix, write_text
-from medseg.progress import activity
 from medseg.model.domain import domain_warnings
+from medseg.progress import activity
 
 OUTPUT_FORMATS = ("nifti", "dicom-seg", "both")
 PHASES = ("read", "preprocess", "network", "restore", "write", "total")

@@ -27,8 +27,8 @@ import torch
 from monai.data import MetaTensor
 
 from medseg.config import RoiConfig
-from medseg.progress import console
 from medseg.io.geometry import Geometry
+from medseg.progress import console
 from medseg.transforms.loading import to_metatensor
 from medseg.transforms.roi import Box, roi_box
 

@@ -22,9 +22,9 @@ import torch
 from torch import nn
 
 from medseg.errors import MedsegError
-from medseg.model.heads import OutputHead
 from medseg.inference.plan import Stitching
 from medseg.inference.stitch import SLAB_VOXELS, WindowGrid, stitch
+from medseg.model.heads import OutputHead
 
 T = TypeVar("T")
 

@@ -4,7 +4,7 @@ removes the files this case already wrote, so a failed command leaves no partial
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any

@@ -19,13 +19,13 @@ import torch
 from monai.data import MetaTensor
 from monai.transforms import Compose
 
-from medseg.model.package import ModelPackage
 from medseg.inference.backends import select_backend
 from medseg.inference.engine import WindowEngine
 from medseg.inference.plan import CaseShapes, EngineProfile, MemoryPlan, Stitching, grid_shape, make_plan, probe_workspace, resident_bytes
 from medseg.inference.restore import needs_resampling, reorient_labels, restore_labels
 from medseg.io.geometry import Geometry
 from medseg.io.image_io import check_output_geometry, read_geometry
+from medseg.model.package import ModelPackage
 from medseg.transforms.loading import load_case_arrays
 from medseg.transforms.presets import IMAGE, intensity_transforms, spatial_transforms
 from medseg.transforms.slice_context import slice_context_transforms

@@ -37,13 +37,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from medseg.model.package import ModelPackage
-from medseg.networks.registry import core_network
 from medseg.errors import MedsegInputError, MedsegModelError
 from medseg.io.geometry import Geometry
 from medseg.io.image_io import read_image
 from medseg.metrics.dice import dice
 from medseg.metrics.registration import inverse_consistency_error, jacobian_determinant
+from medseg.model.package import ModelPackage
+from medseg.networks.registry import core_network
 from medseg.transforms.loading import to_metatensor
 from medseg.transforms.registration import PairGrid, network_size, pad_to
 

@@ -25,8 +25,8 @@ from monai.data import MetaTensor
 from monai.transforms import Orientation, SpatialResample
 from monai.utils import TraceKeys
 
-from medseg.model.heads import OutputHead
 from medseg.inference.stitch import SLAB_VOXELS
+from medseg.model.heads import OutputHead
 
 
 def _ops(image: MetaTensor) -> tuple[dict[str, Any], dict[str, Any] | None] | None:

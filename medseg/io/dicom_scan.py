@@ -10,10 +10,9 @@ does not read (enhanced multi-frame, Siemens MOSAIC).
 
 from __future__ import annotations
 
-from typing import Any
-
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from medseg.errors import MedsegInputError
 

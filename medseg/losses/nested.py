@@ -17,9 +17,8 @@ Registered as ``loss.name: nested`` (:class:`NestedLoss`, for the ``nested`` and
 
 from __future__ import annotations
 
-from typing import cast
-
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as F

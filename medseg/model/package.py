@@ -22,7 +22,16 @@ from safetensors.torch import load_model, save_model
 from torch import nn
 
 from medseg._version import __version__
-from medseg.config import InferenceConfig, NetworkConfig, OutputOptions, OutputSection, PreprocessConfig, RoiConfig, Strict, format_validation_error
+from medseg.config import (
+    InferenceConfig,
+    NetworkConfig,
+    OutputOptions,
+    OutputSection,
+    PreprocessConfig,
+    RoiConfig,
+    Strict,
+    format_validation_error,
+)
 from medseg.errors import MedsegConfigError, MedsegModelError
 from medseg.io.atomic import atomic_dir, write_json
 from medseg.model.domain import TrainingData

@@ -9,9 +9,8 @@ Integration and warping are the ones :class:`~medseg.networks.micdir.MICDIR` use
 
 from __future__ import annotations
 
-from typing import cast, Any
-
 from collections.abc import Sequence
+from typing import Any, cast
 
 import torch
 from monai.networks.nets import VoxelMorphUNet

@@ -64,7 +64,10 @@ def round_patch(patch: Sequence[float], divisor: Sequence[int]) -> list[int]:
 def unet_kwargs(in_channels: int, out_channels: int, topo: Topology, base: int, cap: int) -> dict:
     """``unet`` registry kwargs: widths double per level from ``base`` up to ``cap``."""
     filters = [min(base * 2**i, cap) for i in range(len(topo.strides))]
-    collapse = lambda v: v[0] if len(set(v)) == 1 else list(v)
+
+    def collapse(v: Sequence[int]) -> int | list[int]:
+        return v[0] if len(set(v)) == 1 else list(v)
+
     return {
         "spatial_dims": 3,
         "in_channels": in_channels,

@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-
 from monai.transforms import (
     Compose,
     EnsureTyped,

@@ -131,7 +131,7 @@ class VolumeTreeFilterd(MapTransform):
 
         def compute() -> np.ndarray:
             return structure_aware_filter(
-                array, tree, min_area=s.min_area, levels=s.levels, rounding=s.rounding,  # type: ignore[arg-type]
+                array, tree, min_area=s.min_area, levels=s.levels, rounding=s.rounding,  # type: ignore[arg-type]  # tree and rounding: Literal strings of the settings
                 connectivity=s.connectivity, value_range=(lo, hi), quantisation=s.quantisation,
             )
 
@@ -261,7 +261,7 @@ class MutualViewsd(RandomizableTransform, MapTransform):
             if self.perturbation == "dsaif" and self.scope == "patch":
                 s = self.settings
                 out[c] = structure_aware_filter(
-                    crop[c], tree, min_area=s.min_area, levels=s.levels, rounding=s.rounding,  # type: ignore[arg-type]
+                    crop[c], tree, min_area=s.min_area, levels=s.levels, rounding=s.rounding,  # type: ignore[arg-type]  # tree and rounding: Literal strings of the settings
                     connectivity=s.connectivity, value_range=(lo, hi), gamma=gamma, quantisation=s.quantisation,
                 )
             elif self.perturbation == "dsaif":

@@ -23,14 +23,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from medseg.io.image_io import Kind
 from medseg.config import OUTPUT_KINDS, OutputOptions, parse_output
 from medseg.errors import MedsegConfigError
-from medseg.io.image_io import label_dtype_for
+from medseg.io.image_io import Kind, label_dtype_for
 from medseg.metrics.dice import DiceAccumulator
 from medseg.networks.registry import core_network
 from medseg.registry import Registry
-
 
 #: heads by ``output.kind``; metadata ``options``: the head's :class:`OutputOptions` model
 HEADS: Registry[type[OutputHead]] = Registry("output kind", packages=["medseg.model.heads"], option="output.kind")

@@ -10,8 +10,8 @@ from typing import Literal
 
 import torch
 
-from medseg.errors import MedsegModelError
 from medseg.config import OutputOptions
+from medseg.errors import MedsegModelError
 from medseg.model.heads.base import OutputHead, register_head
 
 

@@ -18,8 +18,8 @@ import torch
 from pydantic import Field
 from scipy import ndimage
 
-from medseg.errors import MedsegConfigError
 from medseg.config import OutputOptions
+from medseg.errors import MedsegConfigError
 from medseg.model.heads.base import register_head
 from medseg.model.heads.labels import SoftmaxLabels
 from medseg.transforms.roi import largest_component

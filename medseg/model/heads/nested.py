@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from medseg.io.image_io import Kind
+from medseg.config import OutputOptions
 from medseg.data.brats_labels import (
     REGION_NAMES,
     convention_of_labels,
@@ -37,10 +37,10 @@ from medseg.data.brats_labels import (
     levels_to_labels,
 )
 from medseg.errors import MedsegConfigError
-from medseg.config import OutputOptions
-from medseg.model.heads.base import OutputHead, ValidationScorer, register_head
+from medseg.io.image_io import Kind
 from medseg.metrics.brats import region_counts
 from medseg.metrics.dice import dice_from_counts
+from medseg.model.heads.base import OutputHead, ValidationScorer, register_head
 
 
 class NestedOptions(OutputOptions):

@@ -10,8 +10,8 @@ from typing import Literal
 
 import torch
 
-from medseg.data.brats_labels import LEVEL_NAMES
 from medseg.config import OutputOptions
+from medseg.data.brats_labels import LEVEL_NAMES
 from medseg.model.heads.base import register_head
 from medseg.model.heads.nested import NestedBase
 

@@ -12,9 +12,9 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from medseg.io.image_io import Kind
-from medseg.data.brats_labels import REGION_NAMES, regions_to_levels
 from medseg.config import OutputOptions
+from medseg.data.brats_labels import REGION_NAMES, regions_to_levels
+from medseg.io.image_io import Kind
 from medseg.model.heads.base import register_head
 from medseg.model.heads.nested import NestedBase
 

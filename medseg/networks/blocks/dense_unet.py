@@ -17,9 +17,9 @@ import torch
 from monai.networks.layers.factories import Conv
 from torch import nn
 
-from medseg.networks.registry import WEIGHT_CONVERTERS
 from medseg.errors import MedsegModelError
 from medseg.networks.blocks.dense import DenseEncoder, DenseUNetDecoder, Size
+from medseg.networks.registry import WEIGHT_CONVERTERS
 
 
 class DenseUNetCore(nn.Module):
