@@ -64,3 +64,14 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[
     """Run ``python -m medseg ARGS`` as a subprocess (what a user types), capturing output."""
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
     return subprocess.run([sys.executable, "-m", "medseg", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
+
+
+def run_medseg(*args: str) -> int:
+    """Run the CLI in this process (faster than a subprocess); returns the exit code."""
+    from medseg.cli.main import main
+
+    try:
+        main(list(args))
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0

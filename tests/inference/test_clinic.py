@@ -16,7 +16,6 @@ import pydicom.data
 import pytest
 import torch
 
-from medseg.cli.main import main
 from medseg.model.package import load_model_package, sha256_file
 from medseg.inference.batch import PHASES
 from medseg.inference.outputs import label_statistics
@@ -26,16 +25,8 @@ from medseg.io.dicom_write import write_dicom_series
 from medseg.io.geometry import Geometry, reorient
 from medseg.io.image_io import read_image, write_image
 
-from tests.conftest import run_cli
+from tests.conftest import run_cli, run_medseg
 
-
-def medseg(*args: str) -> int:
-    """Run the CLI in this process (faster than a subprocess); returns the exit code."""
-    try:
-        main(list(args))
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +43,7 @@ def phantom(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[st
 
 def test_dicom_in_seg_out_report_and_uncertainty(phantom: dict[str, Path], tiny_model: Path, tmp_path: Path) -> None:
     out = tmp_path / "out" / "case.nii.gz"
-    code = medseg("predict", "-i", str(phantom["series"]), "-o", str(out), "-m", str(tiny_model), "--device", "cpu",
+    code = run_medseg("predict", "-i", str(phantom["series"]), "-o", str(out), "-m", str(tiny_model), "--device", "cpu",
                   "--output-format", "both", "--report", "--uncertainty", "-q")
     assert code == 0
     folder = out.parent
@@ -132,7 +123,7 @@ def test_batch_goes_on_after_a_bad_case_and_skips_finished_ones(phantom: dict[st
 
     # again: finished cases are skipped, the bad one fails again
     before = (out / "good.nii.gz").stat().st_mtime_ns
-    assert medseg("predict", "-i", str(cases), "-o", str(out), "-m", str(tiny_model), "--device", "cpu", "-q") == 1
+    assert run_medseg("predict", "-i", str(cases), "-o", str(out), "-m", str(tiny_model), "--device", "cpu", "-q") == 1
     rows = {r["case"]: r["status"] for r in csv.DictReader((out / "summary.csv").open())}
     assert rows == {"broken": "failed", "good": "skipped", "scan": "skipped"}
     assert (out / "good.nii.gz").stat().st_mtime_ns == before
@@ -140,7 +131,7 @@ def test_batch_goes_on_after_a_bad_case_and_skips_finished_ones(phantom: dict[st
     # a list file of the good cases with --force: redone, exit 0
     listing = tmp_path / "cases.txt"
     listing.write_text(f"# good ones\n{cases / 'good.nii.gz'}\n\ncases/scan\n")
-    assert medseg("predict", "-i", str(listing), "-o", str(out), "-m", str(tiny_model), "--device", "cpu", "-q", "--force") == 0
+    assert run_medseg("predict", "-i", str(listing), "-o", str(out), "-m", str(tiny_model), "--device", "cpu", "-q", "--force") == 0
     rows = {r["case"]: r["status"] for r in csv.DictReader((out / "summary.csv").open())}
     assert rows == {"good": "ok", "scan": "ok"}
     assert (out / "good.nii.gz").stat().st_mtime_ns != before
@@ -154,7 +145,7 @@ def _umask() -> int:
 
 def test_clear_errors_before_any_work(phantom: dict[str, Path], tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     def error(*args: str) -> str:
-        assert medseg("predict", *args, "-m", str(tiny_model), "-q") != 0
+        assert run_medseg("predict", *args, "-m", str(tiny_model), "-q") != 0
         return capsys.readouterr().err
 
     assert "needs a DICOM series folder" in error("-i", str(phantom["nifti"]), "-o", str(tmp_path / "x.dcm"))
@@ -167,9 +158,9 @@ def test_clear_errors_before_any_work(phantom: dict[str, Path], tiny_model: Path
 def test_model_by_name_and_selfcheck(phantom: dict[str, Path], tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                      capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("MEDSEG_MODELS", str(tiny_model.parent))
-    assert medseg("predict", "-i", str(phantom["nifti"]), "-o", str(tmp_path / "p.nii.gz"), "-m", tiny_model.name, "--device", "cpu", "-q") == 0
+    assert run_medseg("predict", "-i", str(phantom["nifti"]), "-o", str(tmp_path / "p.nii.gz"), "-m", tiny_model.name, "--device", "cpu", "-q") == 0
     capsys.readouterr()
-    assert medseg("selfcheck", "--json") == 0
+    assert run_medseg("selfcheck", "--json") == 0
     result = json.loads(capsys.readouterr().out)
     assert result["ok"] and result["device"]["reason"] == "CUDA not available: running on CPU" or torch.cuda.is_available()
     assert [m["name"] for m in result["models"]] == ["tiny"] and result["models"][0]["ok"]
@@ -179,7 +170,7 @@ def test_model_by_name_and_selfcheck(phantom: dict[str, Path], tiny_model: Path,
     broken.mkdir(parents=True)
     (broken / "medseg.json").write_text((tiny_model / "medseg.json").read_text())
     (broken / "model.safetensors").write_bytes(b"not weights")
-    assert medseg("selfcheck", "-m", str(tmp_path / "models"), "--json") == 1
+    assert run_medseg("selfcheck", "-m", str(tmp_path / "models"), "--json") == 1
     result = json.loads(capsys.readouterr().out)
     assert not result["ok"] and "broken" in result["problems"][0]
 
@@ -200,7 +191,7 @@ def test_console_names_the_series_used_and_what_was_ignored(phantom: dict[str, P
     other = pydicom.dcmread(next((real / "98892001" / "CT5N").iterdir()), stop_before_pixels=True)
 
     out = tmp_path / "out" / "case.nii.gz"
-    assert medseg("predict", "-i", str(study), "-o", str(out), "-m", str(tiny_model), "--device", "cpu") == 0
+    assert run_medseg("predict", "-i", str(study), "-o", str(out), "-m", str(tiny_model), "--device", "cpu") == 0
     err = capsys.readouterr().err
     assert f"study: used series {used.uid} 'medseg phantom' (CT, {used.n_slices} slices)" in err
     assert f"study: ignored series {other.SeriesInstanceUID} 'SmartScore - Gated 0.5 sec' (CT, 5 files)" in err
@@ -216,6 +207,6 @@ def test_truncated_last_slice_fails_the_case_without_output(tiny_model: Path, tm
                    key=lambda f: float(pydicom.dcmread(f, stop_before_pixels=True).ImagePositionPatient[2]))
     files[-1].write_bytes(files[-1].read_bytes()[:-100])  # the top slice, cut mid-pixel-data
     out = tmp_path / "out"
-    assert medseg("predict", "-i", str(series), "-o", str(out / "case.nii.gz"), "-m", str(tiny_model), "--device", "cpu", "-q") == 1
+    assert run_medseg("predict", "-i", str(series), "-o", str(out / "case.nii.gz"), "-m", str(tiny_model), "--device", "cpu", "-q") == 1
     assert f"error: {files[-1]}: truncated DICOM file: pixel data has 412 of 512 bytes" in capsys.readouterr().err
     assert not out.exists() or not list(out.iterdir())

@@ -11,30 +11,23 @@ from pathlib import Path
 
 import pytest
 
-from medseg.cli.main import main
+from tests.conftest import run_medseg
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def medseg(*args: str) -> int:
-    try:
-        main(list(args))
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
-
 
 def test_no_model_fails_unless_allow_empty(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     monkeypatch.delenv("MEDSEG_MODELS", raising=False)
-    assert medseg("selfcheck", "--device", "cpu") == 1
+    assert run_medseg("selfcheck", "--device", "cpu") == 1
     out = capsys.readouterr().out
     assert "problem:  no model package" in out and "--allow-empty" in out and "\nok\n" not in out
-    assert medseg("selfcheck", "--device", "cpu", "--allow-empty") == 0
+    assert run_medseg("selfcheck", "--device", "cpu", "--allow-empty") == 0
     assert capsys.readouterr().out.endswith("ok\n")
     empty = tmp_path / "models"
     empty.mkdir()
     monkeypatch.setenv("MEDSEG_MODELS", str(empty))  # an image built without models, nothing mounted
-    assert medseg("selfcheck", "--device", "cpu", "--json") == 1
+    assert run_medseg("selfcheck", "--device", "cpu", "--json") == 1
     result = json.loads(capsys.readouterr().out)
     assert not result["ok"] and result["problems"] == [f"no model package under {empty}; nothing to segment with (--allow-empty to accept that)"]
 
@@ -42,11 +35,11 @@ def test_no_model_fails_unless_allow_empty(monkeypatch: pytest.MonkeyPatch, caps
 def test_optional_outputs_are_reported(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "openvino" else real(name, *a))
-    assert medseg("selfcheck", "--device", "cpu", "--allow-empty", "--json") == 0
+    assert run_medseg("selfcheck", "--device", "cpu", "--allow-empty", "--json") == 0
     outputs = json.loads(capsys.readouterr().out)["outputs"]
     assert outputs["dicom-seg"]["available"]  # highdicom and pydicom are core dependencies
     assert not outputs["openvino"]["available"] and outputs["openvino"]["missing"] == ["openvino"]
-    assert medseg("selfcheck", "--device", "cpu", "--allow-empty") == 0
+    assert run_medseg("selfcheck", "--device", "cpu", "--allow-empty") == 0
     text = capsys.readouterr().out
     assert "optional: dicom-seg: available" in text and "optional: openvino: not available (openvino not installed)" in text
 
@@ -62,6 +55,6 @@ def test_docker_healthcheck_passes_with_models_baked_in(dockerfile: str, tiny_mo
     baked = tmp_path / "models"  # what the build stage copies: /models/NAME/
     shutil.copytree(tiny_model, baked / "tiny")
     monkeypatch.setenv("MEDSEG_MODELS", str(baked))
-    assert medseg(*command[1:], "--device", "cpu") == 0
+    assert run_medseg(*command[1:], "--device", "cpu") == 0
     shutil.rmtree(baked / "tiny")
-    assert medseg(*command[1:], "--device", "cpu") == 1
+    assert run_medseg(*command[1:], "--device", "cpu") == 1

@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from medseg.cli.main import main
 from medseg.inference.viewer import NIIVUE_JS, NIIVUE_VERSION, case_html, provenance_summary
 from medseg.io.geometry import Geometry
 from medseg.io.image_io import read_image, write_image
 from medseg.palette import label_colour
+from tests.conftest import run_medseg
 
 from tests.inference.browser import Chromium, find_chromium
 
@@ -148,13 +148,6 @@ def test_viewer_draws_in_headless_chromium(tmp_path: Path) -> None:
         assert all(colour_mask(pixels, v).sum() < 20 for v in NAMES)
 
 
-def medseg(*args: str) -> int:
-    try:
-        main(list(args))
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
-
 
 def test_medseg_view_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     image, labels, geometry = phantom()
@@ -163,7 +156,7 @@ def test_medseg_view_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     report = tmp_path / "case.report.json"
     report.write_text(json.dumps({**REPORT, "labels": {"labels": {"1": {"name": "liver"}, "2": {"name": "vessel"}}}}))
     out = tmp_path / "case.html"
-    assert medseg("view", str(img), "--label-map", str(lab), "--report", str(report), "-o", str(out), "--png", str(tmp_path / "p.png")) == 0
+    assert run_medseg("view", str(img), "--label-map", str(lab), "--report", str(report), "-o", str(out), "--png", str(tmp_path / "p.png")) == 0
     data = page_data(out.read_text(encoding="utf-8"))
     assert [e["name"] for e in data["legend"]] == ["liver", "vessel", "label 3"]  # names from the report
     assert data["warnings"] == REPORT["warnings"] and dict(data["provenance"])["case"] == "phantom"
@@ -171,14 +164,14 @@ def test_medseg_view_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
 
     # errors: one line, exit 1, nothing written
     capsys.readouterr()
-    assert medseg("view", str(img), "--label-map", str(lab), "-o", str(out)) == 1
+    assert run_medseg("view", str(img), "--label-map", str(lab), "-o", str(out)) == 1
     assert "already exists" in capsys.readouterr().err
     other = write_image(tmp_path / "other.nii.gz", labels[:, :, :20], Geometry((32, 32, 20), geometry.affine), "label")
-    assert medseg("view", str(img), "--label-map", str(other), "-o", str(tmp_path / "bad.html"), "--png", str(tmp_path / "bad.png")) == 1
+    assert run_medseg("view", str(img), "--label-map", str(other), "-o", str(tmp_path / "bad.html"), "--png", str(tmp_path / "bad.png")) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "other.nii.gz" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "bad.html").exists() and not (tmp_path / "bad.png").exists()
-    assert medseg("view", str(img), "-o", str(tmp_path / "x.html"), "--names", "1:liver") == 1
+    assert run_medseg("view", str(img), "-o", str(tmp_path / "x.html"), "--names", "1:liver") == 1
     assert "VALUE=NAME" in capsys.readouterr().err
 
 
@@ -186,7 +179,7 @@ def test_predict_html(tiny_run: Path, tiny_model: Path, tmp_path: Path) -> None:
     source = next((tiny_run / "data" / "imagesTs").glob("*.nii.gz"))
     out = tmp_path / "case.nii.gz"
     html = tmp_path / "case.html"
-    assert medseg("predict", "-i", str(source), "-o", str(out), "-m", str(tiny_model), "--device", "cpu", "--html", str(html), "-q") == 0
+    assert run_medseg("predict", "-i", str(source), "-o", str(out), "-m", str(tiny_model), "--device", "cpu", "--html", str(html), "-q") == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["case.html", "case.nii.gz"]
     data = page_data(html.read_text(encoding="utf-8"))
     predicted, _ = read_image(out, "label")
@@ -196,5 +189,5 @@ def test_predict_html(tiny_run: Path, tiny_model: Path, tmp_path: Path) -> None:
     assert rows["model"].startswith("tiny") and rows["input"] == str(source.absolute()) and "network" in rows["seconds"]
     assert data["window"] == [-160.0, 240.0]  # a CT model: the soft-tissue window
     # an existing page stops the run before any work
-    assert medseg("predict", "-i", str(source), "-o", str(tmp_path / "again.nii.gz"), "-m", str(tiny_model), "--html", str(html), "-q") == 1
+    assert run_medseg("predict", "-i", str(source), "-o", str(tmp_path / "again.nii.gz"), "-m", str(tiny_model), "--html", str(html), "-q") == 1
     assert not (tmp_path / "again.nii.gz").exists()
