@@ -75,3 +75,10 @@ def run_medseg(*args: str) -> int:
     except SystemExit as exc:
         return int(exc.code or 0)
     return 0
+
+
+def run_medseg_captured(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """The CLI in this process: ``(exit code, stdout, stderr)``."""
+    code = run_medseg(*args)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err

@@ -12,20 +12,14 @@ import numpy as np
 import pydicom.data
 import pytest
 
-from medseg.cli.main import main
+
+from tests.conftest import run_medseg_captured
 
 PYDICOM_DATA = Path(pydicom.data.get_testdata_file("CT_small.dcm")).parent
 CT5 = PYDICOM_DATA / "dicomdirtests" / "98892001" / "CT5N"  # a real 5-slice CT series (16x16, 2.5 mm)
 
 
-def medseg(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
+medseg = run_medseg_captured
 
 
 def _nifti(path: Path, array: np.ndarray, zooms: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> Path:

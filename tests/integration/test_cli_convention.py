@@ -14,21 +14,13 @@ import yaml
 
 from medseg._version import __version__
 from medseg.cli.main import ALIASES, main, translate_aliases
-from tests.conftest import run_cli, write_pipeline
+from tests.conftest import run_cli, write_pipeline, run_medseg_captured
 
 #: one command per module of medseg/cli (besides the app itself and the shared options)
 COMMANDS = sorted(p.stem for p in (Path(__file__).resolve().parents[2] / "medseg" / "cli").glob("*.py") if p.stem not in {"__init__", "main", "options"})
 
 
-def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """The CLI in this process: ``(exit code, stdout, stderr)``."""
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+_run = run_medseg_captured
 
 
 def test_help_lists_every_command_and_bare_medseg_prints_it(capsys: pytest.CaptureFixture[str]) -> None:
