@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from medseg._version import __version__
-from medseg.cli.main import ALIASES, main, translate_aliases
+from medseg.cli.main import ALIASES, translate_aliases
 from tests.conftest import run_cli, write_pipeline, run_medseg_captured
 
 #: one command per module of medseg/cli (besides the app itself and the shared options)
