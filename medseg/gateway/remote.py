@@ -9,6 +9,7 @@ folder too (only sent). Everything is checked before anything is pulled or writt
 
 from __future__ import annotations
 
+import importlib.util
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -70,6 +71,11 @@ def remote_io(
     elif not inputs:
         raise MedsegInputError(None, "no input given (-i, or --dicomweb URL --study UID)")
     destinations = tuple(parse_destination(t, token_env) for t in send_to)
+    needed = {"dicomweb_client": dicomweb is not None or any(d.is_dicomweb for d in destinations),
+              "pynetdicom": any(not d.is_dicomweb for d in destinations)}
+    missing = [name for name, need in needed.items() if need and importlib.util.find_spec(name) is None]
+    if missing:
+        raise MedsegInputError(None, f"--dicomweb/--send-to need {' and '.join(missing)}: pip install 'medseg[gateway]'")
     if output is None and not destinations:
         raise MedsegOutputError("no output given (-o); without -o, --send-to is needed")
     if destinations and output_format == "nifti":

@@ -57,6 +57,9 @@ def test_predict_pulls_by_dicomweb_and_sends_the_seg_once(orthanc: Orthanc, make
     assert (kept.SOPInstanceUID, kept.SeriesInstanceUID) == (seg.SOPInstanceUID, seg.SeriesInstanceUID)
     assert (tmp_path / "out" / f"{series}.nii.gz").is_file()  # -o a folder with --send-to: both formats
     assert orthanc.seg_instances() == [seg_id]
+    code, _, err = run_medseg_captured(capsys, "predict", "-i", str(files[0].parent), "--send-to", f"ORTHANC@127.0.0.1:{orthanc.dicom_port}", *common)
+    assert code == 0, err  # a local series folder, the SEG sent: the same instance again
+    assert orthanc.seg_instances() == [seg_id]
 
     # an unknown study or series, a server that does not answer: one line, exit 1, nothing written
     dead = f"http://127.0.0.1:{free_port()}/dicom-web"
