@@ -18,6 +18,7 @@ import logging
 import os
 import re
 import ssl
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -73,6 +74,23 @@ def _uid_item(sop_class: str, sop_uid: str, status: int | None = None) -> dict[s
     return item
 
 
+class _Server(ThreadingHTTPServer):
+    """With ``tls`` set, the TLS handshake happens in the request's own thread (stdlib wraps the listening
+    socket, which shakes hands in the accept loop: one silent client would block every other)."""
+
+    daemon_threads = True
+    tls: ssl.SSLContext | None = None
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        if self.tls is not None:
+            request.settimeout(60)
+            request = self.tls.wrap_socket(request, server_side=True)
+        super().finish_request(request, client_address)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.warning("STOW-RS connection from %s failed: %s", client_address[0], sys.exc_info()[1])
+
+
 class StowReceiver:
     """The STOW-RS endpoint in a thread; :meth:`start` binds ``host:port`` (port 0: a free one)."""
 
@@ -96,16 +114,15 @@ class StowReceiver:
             def do_POST(self) -> None:  # noqa: N802 - stdlib name
                 receiver._post(self)
 
-        self._server = ThreadingHTTPServer((settings.host, settings.port), Handler)
-        self._server.daemon_threads = True
+        context = None
         if settings.cert is not None and settings.key is not None:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             try:
                 context.load_cert_chain(str(settings.cert), str(settings.key))
             except (OSError, ssl.SSLError) as exc:
-                self._server.server_close()
                 raise MedsegConfigError(f"dicomweb_receiver: cannot load the certificate or key ({exc})") from exc
-            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+        self._server = _Server((settings.host, settings.port), Handler)
+        self._server.tls = context
         self._thread = threading.Thread(target=self._server.serve_forever, name="medseg-gateway-stow", daemon=True)
 
     @property
@@ -135,24 +152,29 @@ class StowReceiver:
         h.end_headers()
         h.wfile.write(data)
 
+    def _refuse(self, h: BaseHTTPRequestHandler, code: int, error: str, extra: dict[str, str] | None = None) -> None:
+        """Answer an error and close; a small body is read first (closing on unread data resets the connection,
+        and the client would not see the answer)."""
+        if int(h.headers.get("Content-Length") or 0) <= 64 << 20 and "chunked" not in h.headers.get("Transfer-Encoding", "").lower():
+            read_body(h)
+        h.close_connection = True
+        self._send(h, code, {"error": error}, extra)
+
     def _post(self, h: BaseHTTPRequestHandler) -> None:
         if self.token is not None:
             given = h.headers.get("Authorization", "")
             if not hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
                 log.warning("refused STOW-RS request from %s: missing or wrong bearer token", h.client_address[0])
-                h.close_connection = True
-                self._send(h, 401, {"error": "a bearer token is required"}, {"WWW-Authenticate": 'Bearer realm="medseg"'})
+                self._refuse(h, 401, "a bearer token is required", {"WWW-Authenticate": 'Bearer realm="medseg"'})
                 return
         match = _PATH.match(h.path)
         content_type = h.headers.get("Content-Type", "")
         boundary = _BOUNDARY.search(content_type)
         if match is None:
-            h.close_connection = True
-            self._send(h, 404, {"error": "STOW-RS is POST .../studies or .../studies/UID"})
+            self._refuse(h, 404, "STOW-RS is POST .../studies or .../studies/UID")
             return
         if not content_type.lower().startswith("multipart/related") or boundary is None or "application/dicom" not in content_type.lower():
-            h.close_connection = True
-            self._send(h, 415, {"error": 'expected Content-Type: multipart/related; type="application/dicom"; boundary=...'})
+            self._refuse(h, 415, 'expected Content-Type: multipart/related; type="application/dicom"; boundary=...')
             return
         parts = split_multipart(read_body(h), boundary.group(1).encode())
         stored: list[dict[str, Any]] = []

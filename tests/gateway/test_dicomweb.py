@@ -4,6 +4,8 @@ HTTPS with a self-signed certificate and bearer tokens, and one SEG identity per
 from __future__ import annotations
 
 import shutil
+import socket
+from contextlib import ExitStack
 from pathlib import Path
 
 import pydicom
@@ -120,13 +122,19 @@ def test_https_and_bearer_tokens(orthanc: Orthanc, make_series, tiny_model: Path
     orthanc.start()
     monkeypatch.setenv(TOKEN_ENV, "s3cret-token")
     pacs = HttpsProxy(orthanc.dicomweb, cert, key, "s3cret-token")
-    try:
+    with ExitStack() as stack:
+        stack.callback(pacs.stop)
         gateway = start_gateway(tmp_path, tiny_model, running_gateways, destinations=[{"target": pacs.url, "token_env": TOKEN_ENV, "ca": str(cert)}],
                                 dicomweb_receiver={"host": "127.0.0.1", "port": 0, "token_env": TOKEN_ENV, "cert": str(cert), "key": str(key)})
         assert gateway.stow is not None
         url = f"https://127.0.0.1:{gateway.stow.port}"
         files = make_series("https")
         datasets = [pydicom.dcmread(f) for f in files]
+        silent = socket.create_connection(("127.0.0.1", gateway.stow.port))  # never says hello: must not block others
+        stack.callback(silent.close)
+        auth = {"Authorization": "Bearer s3cret-token"}
+        assert requests.post(f"{url}/studies", data=b"{}", headers={**auth, "Content-Type": "application/json"}, verify=str(cert), timeout=10).status_code == 415
+        assert requests.post(f"{url}/series", data=b"", headers=auth, verify=str(cert), timeout=10).status_code == 404
         with pytest.raises(requests.HTTPError) as info:  # the right CA, no token
             dicomweb_client(url, verify=str(cert)).store_instances(datasets[:1])
         assert info.value.response.status_code == 401
@@ -155,5 +163,3 @@ def test_https_and_bearer_tokens(orthanc: Orthanc, make_series, tiny_model: Path
         monkeypatch.delenv("REQUESTS_CA_BUNDLE")
         code, _, err = run_medseg_captured(capsys, *cli, "--token-env", TOKEN_ENV)  # the certificate not trusted
         assert code == 1 and "QIDO-RS search of study" in one_error_line(err) and "SSL" in err
-    finally:
-        pacs.stop()
