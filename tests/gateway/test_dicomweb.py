@@ -15,6 +15,7 @@ from pydicom.data import get_testdata_file
 
 from medseg.gateway.sender import dicomweb_client
 from tests.conftest import run_medseg_captured
+from tests.gateway.conftest import http_json
 from tests.gateway.orthanc import HttpsProxy, Orthanc, dicomweb_plugin, free_port, wait_for
 from tests.gateway.test_orthanc_end_to_end import check_seg_of, done_jobs, start_gateway
 from tests.gateway.test_tls import make_certificate
@@ -111,6 +112,7 @@ def test_stow_rs_into_the_gateway_and_the_seg_back_by_stow(orthanc: Orthanc, mak
     assert job["sent"] == [orthanc.dicomweb]
     (seg_id,) = orthanc.seg_instances()
     check_seg_of(orthanc.dataset(seg_id), files)
+    assert http_json(f"http://127.0.0.1:{gateway.monitor.port}/health")["dicomweb_port"] == gateway.stow.port
 
 
 @needs_dicomweb
