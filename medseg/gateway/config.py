@@ -13,6 +13,7 @@ Example::
     destinations:
       - ORTHANC@10.0.0.5:4242
       - https://pacs.example.org/dicom-web
+    dicomweb_receiver: {host: 0.0.0.0, port: 8043, token_env: MEDSEG_STOW_TOKEN}
 """
 
 from __future__ import annotations
@@ -94,11 +95,13 @@ class Route(Strict):
 class Destination(Strict):
     """Where SEGs go: ``AE@host:port`` (DIMSE C-STORE) or an ``http(s)://`` DICOMweb root (STOW-RS).
 
-    ``token_env`` names an environment variable holding a bearer token for DICOMweb (never the token itself).
+    ``token_env`` names an environment variable holding a bearer token for DICOMweb (never the token itself);
+    ``ca`` a PEM bundle that signs an ``https://`` server's certificate (default: the system's trust store).
     """
 
     target: str
     token_env: str | None = None
+    ca: Path | None = None
     tls: bool = False
 
     @field_validator("target")
@@ -160,6 +163,23 @@ class HttpConfig(Strict):
     port: int = Field(8088, ge=0, lt=65536)
 
 
+class DicomwebReceiver(Strict):
+    """The optional STOW-RS receiver (``POST .../studies``): HTTPS when ``cert`` and ``key`` are given, and a
+    bearer token required when ``token_env`` names the environment variable holding it."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8043, ge=0, lt=65536)
+    token_env: str | None = None
+    cert: Path | None = None
+    key: Path | None = None
+
+    @model_validator(mode="after")
+    def _pair(self) -> DicomwebReceiver:
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("give both cert and key (HTTPS) or neither")
+        return self
+
+
 class GatewayConfig(Strict):
     """Settings of ``medseg gateway`` (see the module docstring for an example)."""
 
@@ -179,6 +199,7 @@ class GatewayConfig(Strict):
     retry: RetryConfig = RetryConfig()
     http: HttpConfig = HttpConfig()
     tls: TlsConfig | None = None
+    dicomweb_receiver: DicomwebReceiver | None = None
     keep_received: bool = False
     log_phi: bool = False
 
@@ -204,8 +225,12 @@ class GatewayConfig(Strict):
         """Paths relative to the YAML file's folder made absolute."""
         fix = lambda p: p if p is None or p.is_absolute() else (base / p).resolve()  # noqa: E731
         routes = [r.model_copy(update={"model": fix(r.model)}) for r in self.routes]
+        destinations = [d.model_copy(update={"ca": fix(d.ca)}) for d in self.destinations]
+        web = self.dicomweb_receiver and self.dicomweb_receiver.model_copy(
+            update={"cert": fix(self.dicomweb_receiver.cert), "key": fix(self.dicomweb_receiver.key)})
         tls = self.tls and self.tls.model_copy(update={"cert": fix(self.tls.cert), "key": fix(self.tls.key), "ca": fix(self.tls.ca)})
-        return self.model_copy(update={"work_dir": fix(self.work_dir), "archive_dir": fix(self.archive_dir), "routes": routes, "tls": tls})
+        return self.model_copy(update={"work_dir": fix(self.work_dir), "archive_dir": fix(self.archive_dir), "routes": routes, "tls": tls,
+                                      "destinations": destinations, "dicomweb_receiver": web})
 
 
 def validate_gateway(raw: dict, source: str = "gateway config", base: Path | None = None) -> GatewayConfig:
@@ -229,4 +254,4 @@ def load_gateway_config(path: str | Path) -> GatewayConfig:
     return validate_gateway(read_yaml_mapping(path), str(path), path.parent.resolve())
 
 
-__all__ = ["Caller", "Destination", "GatewayConfig", "HttpConfig", "RetryConfig", "Route", "TlsConfig", "load_gateway_config", "validate_gateway"]
+__all__ = ["Caller", "Destination", "DicomwebReceiver", "GatewayConfig", "HttpConfig", "RetryConfig", "Route", "TlsConfig", "load_gateway_config", "validate_gateway"]

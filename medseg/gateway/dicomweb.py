@@ -1,7 +1,7 @@
 """Pull a series from a DICOMweb server (QIDO-RS to find it, WADO-RS to fetch it) into a folder.
 
-The code ``medseg predict --dicomweb URL --study UID [--series UID]`` is meant to use (not wired to the CLI
-yet); pushing the SEG back is :func:`medseg.gateway.sender.send`.
+What ``medseg predict --dicomweb URL --study UID [--series UID]`` runs (:mod:`medseg.gateway.remote`); pushing
+the SEG back is :func:`medseg.gateway.sender.send`.
 """
 
 from __future__ import annotations
@@ -39,12 +39,19 @@ def fetch_series(url: str, study_uid: str, series_uid: str | None, folder: Path,
     import requests
 
     if series_uid is None:
-        images = [s for s in find_image_series(url, study_uid, token_env) if s["modality"] in ("CT", "MR", "PT")]
+        found = find_image_series(url, study_uid, token_env)
+        if not found:
+            raise MedsegInputError(url, f"study {study_uid} not found (QIDO-RS lists no series of it)")
+        images = [s for s in found if s["modality"] in ("CT", "MR", "PT")]
         if not images:
             raise MedsegInputError(url, f"study {study_uid} has no CT, MR or PET series")
         series_uid = str(images[0]["series_uid"])
     try:
         datasets = dicomweb_client(url, token_env).retrieve_series(study_uid, series_uid)
+    except requests.HTTPError as exc:
+        code = exc.response.status_code if exc.response is not None else "?"
+        why = "not found" if code == 404 else f"HTTP {code}"
+        raise MedsegInputError(url, f"WADO-RS of series {series_uid} of study {study_uid} failed: {why}") from exc
     except (requests.RequestException, SendError) as exc:
         raise MedsegInputError(url, f"WADO-RS of series {series_uid} failed ({' '.join(str(exc).split())[:200]})") from exc
     paths = []

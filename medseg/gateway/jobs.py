@@ -40,7 +40,7 @@ def segment_series(series_folder: Path, model_dir: Path, out_dir: Path, device: 
 
     request = PredictRequest((series_folder,), out_dir, model_dir, output_format="both", report=True, force=True, case_name=CASE)
     job = prepare_job(request)
-    context = open_context(model_dir, device)
+    context = open_context(model_dir, device, backend="auto")  # as `medseg predict`: OpenVINO on the CPU when installed
     run_job(job.for_model(context.predictor.package), context)
     targets = job.targets(job.cases[0])
     assert targets.dicom_seg is not None and targets.labels is not None and targets.report is not None

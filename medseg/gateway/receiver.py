@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import re
 import ssl
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -109,41 +110,55 @@ class StoreSCP:
             event.assoc.kill()
 
     def _on_store(self, event: Any) -> int:
-        sop_class = str(event.request.AffectedSOPClassUID)
-        sop_uid = str(event.request.AffectedSOPInstanceUID)
-        calling = str(event.assoc.requestor.ae_title).strip()
-        if sop_class not in IMAGE_SOP_CLASSES:
-            log.warning("refused instance %s from %s: SOP class %s is not an image class medseg segments", sop_uid, calling, sop_class)
-            return NOT_SUPPORTED
-        try:
-            ds = event.dataset
-            series_uid, study_uid = str(ds.SeriesInstanceUID), str(ds.StudyInstanceUID)
-            info = SeriesInfo(
-                series_uid, study_uid, str(ds.get("Modality", "")), str(ds.get("BodyPartExamined", "")),
-                str(ds.get("SeriesDescription", "")), sop_class, calling, self.incoming / series_uid,
-            )
-            problem = image_problem(ds, event.context.transfer_syntax)
-        except Exception as exc:  # any decoding problem of a peer's dataset is its problem, not ours
-            log.warning("refused instance %s from %s: cannot decode the dataset (%s)", sop_uid, calling, type(exc).__name__)
-            return CANNOT_UNDERSTAND
-        if not all(valid_uid(u) for u in (sop_uid, series_uid, study_uid)):
-            log.warning("refused instance from %s: invalid UID(s)", calling)
-            return CANNOT_UNDERSTAND
-        if problem:
-            log.warning("refused instance %s of series %s from %s: %s", sop_uid, series_uid, calling, problem)
-            return MISMATCH
-        path = info.folder / f"{sop_uid}.dcm"
-        try:
-            with atomic_path(path) as tmp:
-                tmp.write_bytes(event.encoded_dataset(include_meta=True))
-            new = self.queue.add_instance(info, sop_uid, path)
-        except Exception as exc:  # disk full, permissions, database locked: the peer may retry later
-            log.error("could not store instance %s of series %s: %s", sop_uid, series_uid, exc)
-            return OUT_OF_RESOURCES
-        if new:
-            who = phi(ds) if self.config.log_phi else ""
-            log.info("receiving series %s (study %s, %s) from %s%s", series_uid, study_uid, info.modality or "?", calling, who)
-        return SUCCESS
+        return accept_instance(
+            self.config, self.queue, self.incoming, str(event.request.AffectedSOPClassUID), str(event.request.AffectedSOPInstanceUID),
+            str(event.assoc.requestor.ae_title).strip(), lambda: event.dataset, lambda: event.context.transfer_syntax,
+            lambda: event.encoded_dataset(include_meta=True),
+        )
 
 
-__all__ = ["IMAGE_SOP_CLASSES", "StoreSCP", "caller_allowed", "valid_uid"]
+def accept_instance(
+    config: GatewayConfig, queue: JobQueue, incoming: Path, sop_class: str, sop_uid: str, calling: str,
+    dataset: Callable[[], Any], transfer_syntax: Callable[[], Any], encoded: Callable[[], bytes],
+) -> int:
+    """Check one received instance, write it to ``incoming/SERIES/SOP.dcm`` atomically and record it in the queue;
+    the DIMSE status to answer (the same checks for C-STORE and STOW-RS; see the module docstring).
+
+    ``dataset``, ``transfer_syntax`` and ``encoded`` (the file's bytes, with its meta header) are called lazily:
+    a refused SOP class is never decoded.
+    """
+    if sop_class not in IMAGE_SOP_CLASSES:
+        log.warning("refused instance %s from %s: SOP class %s is not an image class medseg segments", sop_uid, calling, sop_class)
+        return NOT_SUPPORTED
+    try:
+        ds = dataset()
+        series_uid, study_uid = str(ds.SeriesInstanceUID), str(ds.StudyInstanceUID)
+        info = SeriesInfo(
+            series_uid, study_uid, str(ds.get("Modality", "")), str(ds.get("BodyPartExamined", "")),
+            str(ds.get("SeriesDescription", "")), sop_class, calling, incoming / series_uid,
+        )
+        problem = image_problem(ds, transfer_syntax())
+    except Exception as exc:  # any decoding problem of a peer's dataset is its problem, not ours
+        log.warning("refused instance %s from %s: cannot decode the dataset (%s)", sop_uid, calling, type(exc).__name__)
+        return CANNOT_UNDERSTAND
+    if not all(valid_uid(u) for u in (sop_uid, series_uid, study_uid)):
+        log.warning("refused instance from %s: invalid UID(s)", calling)
+        return CANNOT_UNDERSTAND
+    if problem:
+        log.warning("refused instance %s of series %s from %s: %s", sop_uid, series_uid, calling, problem)
+        return MISMATCH
+    path = info.folder / f"{sop_uid}.dcm"
+    try:
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(encoded())
+        new = queue.add_instance(info, sop_uid, path)
+    except Exception as exc:  # disk full, permissions, database locked: the peer may retry later
+        log.error("could not store instance %s of series %s: %s", sop_uid, series_uid, exc)
+        return OUT_OF_RESOURCES
+    if new:
+        who = phi(ds) if config.log_phi else ""
+        log.info("receiving series %s (study %s, %s) from %s%s", series_uid, study_uid, info.modality or "?", calling, who)
+    return SUCCESS
+
+
+__all__ = ["IMAGE_SOP_CLASSES", "StoreSCP", "accept_instance", "caller_allowed", "valid_uid"]

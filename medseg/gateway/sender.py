@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import ssl
 from pathlib import Path
+from typing import Any
 
 from medseg.gateway.config import Destination
 
@@ -50,11 +51,24 @@ def send_dimse(
 
 
 def dicomweb_client(url: str, token_env: str | None = None, timeout_s: float = 30.0, verify: bool | str = True):  # noqa: ANN201
-    """A ``dicomweb_client.DICOMwebClient`` for ``url`` (bearer token from ``$token_env``), without its own retries."""
-    from dicomweb_client.api import DICOMwebClient
-    from dicomweb_client.session_utils import create_session
+    """A ``dicomweb_client.DICOMwebClient`` for ``url`` (bearer token from ``$token_env``), without its own retries.
 
-    session = create_session()
+    ``verify``: True checks HTTPS certificates against the system's trust store (or ``REQUESTS_CA_BUNDLE``);
+    a path checks them against that CA bundle only (a destination's ``ca``), whatever the environment says.
+    """
+    import requests
+    from dicomweb_client.api import DICOMwebClient
+
+    class PinnedSession(requests.Session):
+        """requests prefers ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` to a session's own ``verify``; a CA bundle
+        named in the config must win."""
+
+        def merge_environment_settings(self, *args: Any, **kwargs: Any) -> Any:
+            merged = super().merge_environment_settings(*args, **kwargs)
+            merged["verify"] = self.verify
+            return merged
+
+    session = requests.Session() if verify is True else PinnedSession()
     session.verify = verify
     headers = {}
     if token_env:
@@ -74,10 +88,13 @@ def send_stow(path: Path, destination: Destination, timeout_s: float = 30.0) -> 
 
     ds = pydicom.dcmread(str(path))
     try:
-        dicomweb_client(destination.target, destination.token_env, timeout_s).store_instances([ds])
+        verify = str(destination.ca) if destination.ca is not None else True
+        dicomweb_client(destination.target, destination.token_env, timeout_s, verify).store_instances([ds])
     except requests.HTTPError as exc:
         code = exc.response.status_code if exc.response is not None else "?"
         raise SendError(f"{destination.target}: STOW-RS failed with HTTP {code}") from exc
+    except requests.exceptions.SSLError as exc:
+        raise SendError(f"{destination.target}: TLS failed (certificate not trusted? give the destination a ca)") from exc
     except requests.RequestException as exc:
         raise SendError(f"{destination.target}: is not reachable ({type(exc).__name__})") from exc
 

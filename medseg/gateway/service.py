@@ -1,4 +1,4 @@
-"""The gateway: C-STORE SCP + persistent queue + scheduler + workers + senders + monitoring endpoint.
+"""The gateway: C-STORE SCP (+ optional STOW-RS receiver) + persistent queue + scheduler + workers + senders + monitoring endpoint.
 
 A scheduler thread ticks every ``TICK_S``: series idle for ``series_timeout_s`` are routed (a job each, or
 dropped/kept when no rule matches), and due pending jobs are handed to ``concurrency`` worker threads. A
@@ -28,6 +28,7 @@ from medseg.gateway.queue import Job, JobQueue, SeriesInfo
 from medseg.gateway.receiver import StoreSCP
 from medseg.gateway.router import route_series
 from medseg.gateway.sender import SendError, send
+from medseg.gateway.stow import StowReceiver
 from medseg.io.atomic import atomic_dir, ensure_writable_dir
 
 log = logging.getLogger("medseg.gateway")
@@ -62,6 +63,7 @@ class Gateway:
         self._busy_lock = threading.Lock()
         self.queue: JobQueue
         self.scp: StoreSCP
+        self.stow: StowReceiver | None = None
         self.monitor: Monitor
 
     # ---- life cycle ------------------------------------------------------------------------------------
@@ -80,7 +82,11 @@ class Gateway:
         if recovered:
             log.warning("resuming %d job(s) interrupted by a restart", recovered)
         self.scp = StoreSCP(self.config, self.queue, self.incoming, self.tls)
+        self.stow = StowReceiver(self.config, self.queue, self.incoming) if self.config.dicomweb_receiver else None
         self.scp.start()
+        if self.stow is not None:
+            self.stow.start()
+            log.info("STOW-RS receiver on %s://%s:%d/studies", self.stow.scheme, self.stow.settings.host, self.stow.port)
         self.monitor = Monitor(self.queue, self.config.http.host, self.config.http.port, self._health)
         self.monitor.start()
         self._pool = ThreadPoolExecutor(self.config.concurrency, thread_name_prefix="medseg-job")
@@ -93,6 +99,8 @@ class Gateway:
     def stop(self) -> None:
         self._stop.set()
         self.scp.stop()
+        if self.stow is not None:
+            self.stow.stop()
         self._thread.join(timeout=5)
         self._pool.shutdown(wait=True)
         self.monitor.stop()
@@ -109,7 +117,8 @@ class Gateway:
         self.stop()
 
     def _health(self) -> dict[str, Any]:
-        return {"ae_title": self.config.ae_title, "dicom_port": self.scp.port, "busy_workers": self._busy}
+        web = {"dicomweb_port": self.stow.port} if self.stow is not None else {}
+        return {"ae_title": self.config.ae_title, "dicom_port": self.scp.port, **web, "busy_workers": self._busy}
 
     # ---- scheduling ------------------------------------------------------------------------------------
     def _loop(self) -> None:

@@ -5,6 +5,11 @@ PACS viewer overlays it on the series it came from. Frame ``k`` of the label map
 source series (:attr:`DicomSeries.files` order), transposed from ``(I, J)`` = (column, row) to the DICOM
 frame layout ``(rows, columns)``. Segment labels come from the model package's label names; colours and
 codes from its optional ``segments`` section (defaults: the preview palette and SCT "Tissue").
+
+The SEG's UIDs (series, SOP instance, segment tracking) are derived from the source series UID and the
+model's name and version (:func:`seg_uid`): segmenting the same series with the same model again gives the
+same SEG identity, so a PACS that receives it twice (a resent gateway job, a repeated ``--send-to``) keeps
+one copy instead of a duplicate.
 """
 
 from __future__ import annotations
@@ -26,6 +31,13 @@ TISSUE = ("85756007", "SCT", "Tissue")
 def segment_numbers(label_names: Mapping[int, str]) -> dict[int, int]:
     """``{label value: segment number}``: foreground labels in ascending order numbered from 1."""
     return {value: number for number, value in enumerate(sorted(v for v in label_names if v != 0), start=1)}
+
+
+def seg_uid(source_series_uid: str, model_name: str, model_version: str, *parts: str) -> str:
+    """A UID determined by the source series, the model and ``parts`` (e.g. ``"series"``, ``"instance"``)."""
+    from pydicom.uid import generate_uid
+
+    return str(generate_uid(entropy_srcs=["medseg DICOM SEG", source_series_uid, model_name, model_version, *parts]))
 
 
 def write_dicom_seg(
@@ -52,7 +64,6 @@ def write_dicom_seg(
     import highdicom as hd
     import pydicom
     from pydicom.sr.codedict import codes
-    from pydicom.uid import generate_uid
 
     from medseg._version import __version__
 
@@ -65,6 +76,7 @@ def write_dicom_seg(
     frames = np.ascontiguousarray(np.transpose(lut[labels], (2, 1, 0)))  # (K, rows=J, columns=I)
     frames = frames.astype(np.uint8 if len(numbers) < 256 else np.uint16)
     sources = [pydicom.dcmread(str(f), stop_before_pixels=True) for f in series.files]
+    uid = lambda *parts: seg_uid(str(sources[0].SeriesInstanceUID), model_name, model_version, *parts)  # noqa: E731
     algorithm = hd.AlgorithmIdentificationSequence(name=model_name, version=model_version, family=codes.cid7162.ArtificialIntelligence)
     descriptions = []
     for value, number in numbers.items():
@@ -81,7 +93,7 @@ def write_dicom_seg(
                 algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
                 algorithm_identification=algorithm,
                 tracking_id=f"label {value}",
-                tracking_uid=generate_uid(),
+                tracking_uid=uid("segment", str(value)),
                 display_color=hd.color.CIELabColor.from_rgb(*colour),
             )
         )
@@ -90,9 +102,9 @@ def write_dicom_seg(
         pixel_array=frames,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=descriptions,
-        series_instance_uid=generate_uid(),
+        series_instance_uid=uid("series"),
         series_number=max(int(getattr(sources[0], "SeriesNumber", 0) or 0), 0) + 1000,
-        sop_instance_uid=generate_uid(),
+        sop_instance_uid=uid("instance"),
         instance_number=1,
         manufacturer="medseg",
         manufacturer_model_name=model_name[:64],
@@ -114,4 +126,4 @@ def _default_colour(value: int) -> tuple[int, int, int]:
     return label_colour(value)
 
 
-__all__ = ["TISSUE", "segment_numbers", "write_dicom_seg"]
+__all__ = ["TISSUE", "seg_uid", "segment_numbers", "write_dicom_seg"]

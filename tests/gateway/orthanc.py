@@ -10,14 +10,19 @@ import io
 import json
 import shutil
 import socket
+import ssl
 import subprocess
+import threading
 import time
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pydicom
 import requests
+
+from medseg.gateway.stow import read_body
 
 SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
 DICOMWEB_PLUGIN_GLOBS = ("/usr/share/orthanc/plugins/libOrthancDicomWeb.so", "/usr/lib/orthanc/libOrthancDicomWeb.so*")
@@ -135,3 +140,52 @@ class Orthanc:
         r = requests.get(f"{self.url}/instances/{instance_id}/file", timeout=30)
         r.raise_for_status()
         return pydicom.dcmread(io.BytesIO(r.content))
+
+
+class HttpsProxy:
+    """HTTPS with a bearer token in front of a plain-HTTP server (Orthanc): what a hospital's DICOMweb endpoint
+    looks like. Orthanc's own HTTPS (``SslEnabled``) crashes the Debian build 1.10.1 on the first request, hence
+    this stand-in; requests without ``Authorization: Bearer TOKEN`` get 401 and are not forwarded."""
+
+    def __init__(self, target: str, cert: Path, key: Path, token: str) -> None:
+        proxy = self
+        self.target, self.token, self.refused = target.rstrip("/"), token, 0
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802
+                proxy._forward(self, "GET")
+
+            def do_POST(self) -> None:  # noqa: N802
+                proxy._forward(self, "POST")
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(str(cert), str(key))
+        self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+        self.url = f"https://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def _forward(self, h: BaseHTTPRequestHandler, method: str) -> None:
+        body = read_body(h) if method == "POST" else None
+        if h.headers.get("Authorization") != f"Bearer {self.token}":
+            self.refused += 1
+            status, headers, content = 401, {"Content-Type": "text/plain"}, b"token required"
+        else:
+            keep = {k: v for k, v in h.headers.items() if k.lower() in ("content-type", "accept")}
+            r = requests.request(method, self.target + h.path, headers=keep, data=body, timeout=60)
+            status, headers, content = r.status_code, {"Content-Type": r.headers.get("Content-Type", "")}, r.content
+        h.send_response(status)
+        for k, v in headers.items():
+            h.send_header(k, v)
+        h.send_header("Content-Length", str(len(content)))
+        h.end_headers()
+        h.wfile.write(content)
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

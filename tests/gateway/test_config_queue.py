@@ -37,6 +37,8 @@ def test_config_defaults_and_relative_paths(tmp_path: Path) -> None:
     ("destinations: [ORTHANC@host]\n", "expected AE@host:port (DIMSE) or an http(s):// DICOMweb URL"),
     ("ae_title: A_TITLE_FAR_TOO_LONG\n", "ae_title: Value error, an AE title has 1 to 16 characters"),
     ("concurrency: 0\n", "concurrency: Input should be greater than or equal to 1"),
+    ("dicomweb_receiver: {cert: a.pem}\n", "dicomweb_receiver: Value error, give both cert and key (HTTPS) or neither"),
+    ("dicomweb_receiver: {prot: 80}\n", "dicomweb_receiver.prot: unknown key"),
 ])
 def test_config_errors_are_one_line(tmp_path: Path, extra: str, message: str) -> None:
     with pytest.raises(MedsegConfigError) as info:
@@ -111,3 +113,14 @@ def test_queue_trigger_closes_a_series_now(tmp_path: Path) -> None:
     assert queue.idle_series(3600) == []
     assert queue.trigger("9.9") and not queue.trigger("1.1")
     assert [s.series_uid for s in queue.idle_series(3600)] == ["9.9"]
+
+
+def test_the_readme_example_config_validates(tmp_path: Path) -> None:
+    """README "Connecting medseg to a PACS": its gateway.yaml is a valid config, STOW-RS receiver and HTTPS CA included."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Connecting medseg to a PACS"):]
+    example = section[section.index("```yaml\n") + 8: section.index("```", section.index("```yaml\n") + 8)]
+    config = load(tmp_path, example)
+    assert config.dicomweb_receiver is not None and config.dicomweb_receiver.port == 8043
+    assert config.dicomweb_receiver.cert == tmp_path / "medseg.pem" and config.dicomweb_receiver.token_env == "MEDSEG_STOW_TOKEN"
+    assert [d.is_dicomweb for d in config.destinations] == [False, True]

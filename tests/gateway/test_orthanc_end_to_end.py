@@ -88,5 +88,5 @@ def test_pull_a_series_by_qido_and_wado(orthanc: Orthanc, make_series, tmp_path:
     _, _, series = read_dicom_series(tmp_path / "pulled")
     assert set(series.sop_instance_uids) == {pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID for f in files}
     assert len(pulled) == len(files)
-    with pytest.raises(MedsegInputError, match="has no CT, MR or PET series"):
+    with pytest.raises(MedsegInputError, match="study 1.2.3.4 not found"):
         fetch_series(orthanc.dicomweb, "1.2.3.4", None, tmp_path / "none")

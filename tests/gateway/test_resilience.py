@@ -92,6 +92,22 @@ def test_destination_down_is_retried_until_it_returns(orthanc: Orthanc, make_ser
     check_seg_of(orthanc.dataset(seg_id), files)
 
 
+def test_a_lost_queue_does_not_duplicate_the_seg(orthanc: Orthanc, make_series, tiny_model: Path, tmp_path: Path, running_gateways) -> None:
+    """A second gateway with a fresh work_dir (the queue's (series, model) record gone) segments the same series
+    again: the SEG has the same identity (derived from the series and the model), so Orthanc keeps one."""
+    orthanc.start()
+    destination = f"ORTHANC@127.0.0.1:{orthanc.dicom_port}"
+    files = make_series("twice")
+    sop_uids = []
+    for attempt in ("first", "second"):
+        gateway = start_gateway(tmp_path / attempt, tiny_model, running_gateways, destinations=[destination])
+        assert store_scu(files, gateway.scp.port) == [0] * len(files)
+        wait_for(lambda g=gateway: done_jobs(g), 60, f"the {attempt} gateway's job to be done")
+        sop_uids.append([orthanc.dataset(i).SOPInstanceUID for i in orthanc.seg_instances()])
+    assert len(sop_uids[0]) == 1 and sop_uids[1] == sop_uids[0]
+    check_seg_of(orthanc.dataset(orthanc.seg_instances()[0]), files)
+
+
 def test_five_studies_at_once_stores_never_wait_for_inference(orthanc: Orthanc, make_series, tiny_model: Path, tmp_path: Path, running_gateways) -> None:
     """Inference is held back until Orthanc finished sending all 5 studies: the stores cannot have waited for it."""
     gate, spans, lock = threading.Event(), [], threading.Lock()

@@ -76,3 +76,17 @@ def test_dicom_seg_of_an_empty_prediction(tmp_path: Path) -> None:
     seg = hd.seg.segread(path)
     assert seg.get_segment_numbers() == [1]
     assert not seg.get_pixels_by_source_instance(list(series.sop_instance_uids), segment_numbers=[1]).any()
+
+
+def test_dicom_seg_identity_is_the_source_series_and_the_model(tmp_path: Path) -> None:
+    """Written again for the same series and model: the same UIDs (a PACS keeps one copy); another model: new ones."""
+    shape = (14, 11, 9)
+    write_dicom_series(tmp_path / "series", _volume(shape), Geometry(shape, _oblique_affine(shape)), seed="identity")
+    _, geometry, series = read_dicom_series(tmp_path / "series")
+    labels = _labels(geometry.shape)
+    uids = lambda ds: (ds.SeriesInstanceUID, ds.SOPInstanceUID, [s.TrackingUID for s in ds.SegmentSequence])  # noqa: E731
+    first, again, other = (pydicom.dcmread(write_dicom_seg(tmp_path / name, labels, series, NAMES, "m", version))
+                           for name, version in (("a.dcm", "1"), ("b.dcm", "1"), ("c.dcm", "2")))
+    assert uids(first) == uids(again)
+    assert not set(uids(first)[:2]) & set(uids(other)[:2])
+    assert first.SeriesInstanceUID != series.uid and len(set(uids(first)[2])) == 3
