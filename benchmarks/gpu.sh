@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-.venv/bin/python}"
 "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'CUDA is not available to this torch build')"
-"$PY" -m pip --disable-pip-version-check install -q -e ".[bench]"
+# install only where medseg is not importable yet (an offline GPU machine brings its wheels; see benchmarks/README.md)
+"$PY" -c "import medseg, monai" 2>/dev/null || "$PY" -m pip --disable-pip-version-check install -q -e ".[bench]"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 exec "$PY" -m benchmarks.run --device "${DEVICE:-cuda}" --out "${OUT:-runs/benchmarks}" "$@"

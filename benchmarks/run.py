@@ -108,6 +108,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=CASES)
     parser.add_argument("--out", type=Path, default=Path("runs/benchmarks"))
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed repeats per measurement (default: the profile's)")
+    parser.add_argument("--sizes", nargs="+", default=None, metavar="XxYxZ", help="prediction volume sizes (default: the profile's)")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -117,7 +119,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     profile = "quick" if args.quick else device.type
-    cfg = PROFILES[profile]
+    cfg = dict(PROFILES[profile])
+    if args.repeats:  # a short lease of a GPU machine: fewer repeats, same cases
+        cfg["repeats"] = args.repeats
+    if args.sizes:
+        cfg["sizes"] = [tuple(int(v) for v in size.split("x")) for size in args.sizes]
     start = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)
     stem = f"results-{device.type}{'-quick' if args.quick else ''}"
