@@ -15,10 +15,20 @@ The modalities are complementary: discs are water-bright with a bright nucleus a
 in the fat image; marrow is fat-bright; CSF and abdominal fluid are water-bright like discs; cortical
 endplates are dark in all four. Degenerated discs (lower water content, thinner) make the water image alone
 ambiguous. Built from the shared blocks of :mod:`medseg.data.synthetic`.
+
+In a real Dixon series the four images are functions of the same water and fat signals, so any two of them
+hold nearly all the information. Option ``complementary`` (default off) breaks that on purpose, for IVD-Net's
+claim experiment (issue 17: "no single channel suffices"): each image shows the discs only in some places.
+Everywhere, ``complementary_visible`` of the four images (2 by default) show the disc; the others show, in
+its place, vertebral marrow continuing through the disc and over the adjacent endplates (the same tissue in
+the same acquisition: same bias field, phase and noise). Which images show it changes over smooth random
+regions about ``complementary_scale_mm`` across, so one disc is visible in different images in different
+places (:func:`visibility_weights`). The label is unchanged.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -56,6 +66,9 @@ class SpinePhantomSpec:
     fluid_blobs: tuple[int, int] = (1, 3)
     noise: float = 0.03
     bias_strength: float = 0.25
+    complementary: bool = False  # each image shows the discs only in some places (module docstring)
+    complementary_visible: int = 2  # how many of the 4 images show the disc at each place
+    complementary_scale_mm: float = 12.0  # smoothing of the random fields that choose them (Gaussian sigma)
 
     @classmethod
     def from_options(cls, **options: Any) -> SpinePhantomSpec:
@@ -191,15 +204,67 @@ def spine_phantom(seed: int, spec: SpinePhantomSpec = SpinePhantomSpec()) -> tup
     vertebrae, discs = _levels(spec, rng)
     centre_at = lambda cz: (float(np.interp(cz, z.ravel(), np.broadcast_to(col_x, z.shape).ravel())),  # noqa: E731
                             float(np.interp(cz, z.ravel(), np.broadcast_to(col_y, z.shape).ravel())), cz)
+    bodies = []
     for cz, height in vertebrae:
         w = half_width * rng.uniform(0.95, 1.05)
-        _vertebra(tissue, grid, centre_at(cz), height, w, half_depth, rng.uniform(0.35, 0.6), spacing, rng)
+        marrow_ff = rng.uniform(0.35, 0.6)
+        bodies.append((_vertebra(tissue, grid, centre_at(cz), height, w, half_depth, marrow_ff, spacing, rng), marrow_ff))
     label = np.zeros(shape, np.uint8)
+    disc_masks = []
     for cz, height, degenerated in discs:
         disc = _disc(tissue, grid, centre_at(cz), height, half_width * 0.95, half_depth * 0.95, degenerated, rng)
         label[disc] = 1
+        disc_masks.append(disc)
 
-    return dixon_images(tissue.pd, tissue.ff, spacing, rng, spec.noise, spec.bias_strength), label, ras_affine(spacing, shape)
+    affine = ras_affine(spacing, shape)
+    if not spec.complementary:
+        return dixon_images(tissue.pd, tissue.ff, spacing, rng, spec.noise, spec.bias_strength), label, affine
+    # own generator for the option's draws, and the same acquisition draws for both versions: the images
+    # where the disc is shown equal the option-off images of this seed
+    extra = np.random.default_rng([seed, 17])
+    hidden = _hide_discs(tissue, disc_masks, bodies, spacing, extra)
+    hidden_images = dixon_images(hidden.pd, hidden.ff, spacing, copy.deepcopy(rng), spec.noise, spec.bias_strength)
+    shown_images = dixon_images(tissue.pd, tissue.ff, spacing, rng, spec.noise, spec.bias_strength)
+    weights = visibility_weights(shape, spacing, extra, spec.complementary_visible, spec.complementary_scale_mm)
+    images = {m: (w * shown_images[m] + (1.0 - w) * hidden_images[m]).astype(np.float32)
+              for m, w in zip(DIXON_MODALITIES, weights)}
+    return images, label, affine
+
+
+def _hide_discs(tissue: _Tissue, discs: Sequence[np.ndarray], bodies: Sequence[tuple[np.ndarray, float]],
+                spacing: Sequence[float], rng: np.random.Generator) -> _Tissue:
+    """Tissue maps in which each disc and the endplates next to it are marrow of the adjacent vertebrae.
+
+    ``discs[i]`` lies between ``bodies[i]`` and ``bodies[i + 1]`` (mask, marrow fat fraction); the endplate
+    zone is the part of those bodies within ~4 mm of the disc along the column (axis 2).
+    """
+    hidden = _Tissue(tissue.pd.copy(), tissue.ff.copy())
+    reach = max(1, int(round(4.0 / spacing[2])))
+    along = np.zeros((1, 1, 3), bool)
+    along[0, 0, :] = True
+    for i, disc in enumerate(discs):
+        (below, ff_below), (above, ff_above) = bodies[i], bodies[i + 1]
+        zone = disc | (ndimage.binary_dilation(disc, along, iterations=reach) & (below | above))
+        ff = np.clip((ff_below + ff_above) / 2.0 + 0.06 * smooth_noise(disc.shape, [3.0 / s for s in spacing], rng), 0.05, 0.9)
+        hidden.paint(zone, 0.8, ff)
+    return hidden
+
+
+def visibility_weights(shape: Sequence[int], spacing: Sequence[float], rng: np.random.Generator,
+                       n_visible: int = 2, scale_mm: float = 12.0) -> np.ndarray:
+    """Where each Dixon image shows the discs: ``(4, I, J, K)`` float32 weights in [0, 1].
+
+    One smooth random field per image (Gaussian sigma ``scale_mm``); at each voxel the ``n_visible`` images
+    with the highest fields get weight 1, the others 0, then the edges are softened over ~1 voxel. Every
+    place is shown by ``n_visible`` images; each image shows about ``n_visible / 4`` of the volume.
+    """
+    n = len(DIXON_MODALITIES)
+    if not 1 <= n_visible <= n:
+        raise ValueError(f"complementary_visible must be in [1, {n}], got {n_visible}")
+    fields = np.stack([smooth_noise(shape, [scale_mm / s for s in spacing], rng) for _ in range(n)])
+    rank = np.argsort(np.argsort(-fields, axis=0), axis=0)  # 0 = highest field at that voxel
+    visible = (rank < n_visible).astype(np.float32)
+    return np.stack([ndimage.gaussian_filter(v, [0.5 * min(spacing) / s for s in spacing]) for v in visible]).astype(np.float32)
 
 
 def dixon_images(pd: np.ndarray, ff: np.ndarray, spacing: Sequence[float], rng: np.random.Generator,
