@@ -1,164 +1,166 @@
-"""Claim experiment: DSAIF vs labelled-only and vs mutual training with unfiltered or noise views, 10% labels.
+"""Claim experiment (issue 17): with 10% of the cases labelled, DSAIF beats the same network trained on the
+labelled cases only. Design (pre-registered, 2026-12-04): ``pipelines/experiments/dsaif_design.md``.
 
-Claim (Gu et al., MedIA 2024, in direction): at 10% labels, mutual training on Max-tree / Min-tree filtered
-views (DSAIF) beats (a) training on the labelled cases only and (b) the same mutual training with
-unfiltered (``plain``) or noise-perturbed views.
+Data: one atrium phantom dataset (``medseg.data.atrium_phantom`` with ``nuisance: true``: flow voids in the
+blood pools and bright spots around the atrium, below the filter's area, stronger bias and noise), generated
+once into ``OUT/data`` and shared by every arm and seed. Each run is ``pipelines/semisup_dsaif_phantom.yaml``
+through medseg's semi-supervised trainer with only ``semi_supervised.perturbation`` changed per arm:
 
-Protocol: one atrium phantom dataset (``medseg.data.atrium_phantom``: left-atrium-like MRI where same-intensity
-distractors make shape matter) is generated once. For every seed, ``pipelines/semisup_dsaif_phantom.yaml``
-runs through ``medseg``'s semi-supervised trainer four times, changing only ``semi_supervised.perturbation``:
-``none`` (both networks on the labelled cases only), ``plain``, ``noise``, ``dsaif``. Everything else is shared:
-the seed's validation split and labelled subset (10% of the training pool), networks, initialisation,
-iterations, optimiser, ramp-up, gamma and view probabilities (the perturbations even share their random
-draws). Each run exports the better network (best validation Dice of each) as a model package, which the
-ordinary :class:`~medseg.inference.predictor.Predictor` runs on the held-out test cases (input geometry
-restored); Dice is computed there against the test labels.
+* ``labelled-only`` (baseline, ``none``): both networks on the labelled cases only;
+* ``DSAIF`` (``dsaif``): cross pseudo supervision on Max-/Min-tree filtered views of the unlabelled cases;
+* diagnostic arms, not in the verdict nor the budget (``--arms``): ``mutual-plain`` (``plain``: the same mutual
+  training on unfiltered views), ``mutual-noise`` (``noise``).
 
-Usage (prints a markdown table, writes results.json and table.md in --out)::
+The seed sets the validation split, which 2 of the 21-case pool keep their labels, the initialisation and
+the sampling; the arms of one seed share all of them. The exported network (``export: better``) segments the
+held-out test cases through the ordinary ``Predictor`` (each case's own geometry); one row per (arm, seed, test
+case) holds its foreground Dice. ``claims.summarise`` pairs the arms by seed and case, the gate is the
+labelled-only arm's mean test Dice, and the verdict is claims.py's rule with ``MARGIN``.
 
-    python pipelines/experiments/semisup_dsaif.py --out runs/semisup_dsaif_claim --seeds 0 1 2
-    python pipelines/experiments/semisup_dsaif.py --quick   # a smoke test of the whole path (a minute)
+Usage::
+
+    python pipelines/experiments/dsaif_claim.py --out runs/dsaif_claim --processes 2          # the design
+    python pipelines/experiments/dsaif_claim.py --out runs/dsaif_claim --device cuda         # same runs on a GPU
+    python pipelines/experiments/dsaif_claim.py --quick --out /tmp/dsaif_quick               # end to end, seconds
+
+Runs finished earlier are reused (``OUT/<arm>_seed<seed>/result.json``): an interrupted experiment resumes.
+Writes ``OUT/results.json`` and ``OUT/results.md`` and prints the markdown.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from medseg.config import load_pipeline
 from medseg.data.layouts import load_decathlon
 from medseg.data.registry import generate_phantom
-from medseg.model.package import load_model_package
 from medseg.engine.variants import create_trainer
 from medseg.inference.predictor import Predictor
 from medseg.io.image_io import read_image
 from medseg.metrics.dice import dice
+from medseg.model.package import load_model_package
 
-ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
 PIPELINE = ROOT / "pipelines" / "semisup_dsaif_phantom.yaml"
-METHODS = {
-    "none": "labelled only",
-    "plain": "mutual, unfiltered views",
-    "noise": "mutual, noise views",
-    "dsaif": "DSAIF (Max/Min-tree views)",
-    "dsaif_volume": "DSAIF, volume-scope filter (cached)",
-}
-DEFAULT_METHODS = ["none", "plain", "noise", "dsaif"]
-#: pipeline overrides per method (everything else is shared)
-METHOD_OVERRIDES: dict[str, dict[str, Any]] = {
-    "dsaif_volume": {"semi_supervised.perturbation": "dsaif", "semi_supervised.dsaif.scope": "volume"},
-}
-QUICK = {"train.epochs": 2, "train.iterations_per_epoch": 3, "train.val_every": 2, "data.synthetic.n_train": 12, "data.synthetic.n_test": 2}
+
+# ---- design constants (dsaif_design.md says the same) ----
+SEEDS = list(range(10))
+BASELINE, TREATMENT = "labelled-only", "DSAIF"
+ARMS = {BASELINE: "none", TREATMENT: "dsaif", "mutual-plain": "plain", "mutual-noise": "noise"}
+DEFAULT_ARMS = [BASELINE, TREATMENT]
+#: the phantom: 24 training cases (3 validation, 10% of the other 21 = 2 labelled, 19 unlabelled), 12 test cases
+DATA = {"data.synthetic.n_train": 24, "data.synthetic.n_test": 12, "data.synthetic.options": {"nuisance": True}}
+#: the budget: the pipeline's (20 epochs x 25 iterations = 500, batch 2 labelled + 2 unlabelled 40 x 40 slices,
+#: UNet 8-64 filters), one torch thread per run
+BUDGET: dict[str, Any] = {"train.threads": 1}
+MARGIN = 0.02
+GATE = (0.5, 0.85)  # the labelled-only arm's mean test Dice must lie in this range
+QUICK = {"train.epochs": 1, "train.iterations_per_epoch": 2, "train.val_every": 1,
+         "data.synthetic.n_train": 12, "data.synthetic.n_test": 2}
+COMMAND = "python pipelines/experiments/dsaif_claim.py --out runs/dsaif_claim --processes 2"
 
 
-def test_dice(model: Path, test_cases: list[dict[str, Any]]) -> list[float]:
-    """Foreground Dice of the package's prediction on each test case (in the case's own geometry)."""
-    predictor = Predictor(load_model_package(model), torch.device("cpu"))
-    scores = []
-    for case in test_cases:
+def _claims() -> Any:
+    """pipelines/experiments/claims.py (a script folder, not a package)."""
+    if "dsaif_claims" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("dsaif_claims", HERE / "claims.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+    return sys.modules["dsaif_claims"]
+
+
+def design() -> Any:
+    return _claims().Design(
+        method="DSAIF",
+        claim="with 10% of the cases labelled, DSAIF beats the same network trained on the labelled cases only",
+        paper="DSAIF above labelled-only training at 10% labels (LA, Pancreas-NIH; figures unverified, METHODS.md)",
+        metric="foreground (atrium) Dice per test case of the exported network",
+        baseline=BASELINE,
+        treatment=TREATMENT,
+        gate=f"labelled-only mean test Dice in [{GATE[0]}, {GATE[1]}]",
+        margin=MARGIN,
+        design_file="pipelines/experiments/dsaif_design.md",
+        command=COMMAND,
+    )
+
+
+def run_one(out: Path, data: Path, arm: str, seed: int, overrides: dict[str, Any], device: str) -> dict[str, Any]:
+    """Train one arm with one seed; score its exported package on every test case (resumable)."""
+    run_dir = out / f"{arm}_seed{seed}"
+    result_file = run_dir / "result.json"
+    if result_file.is_file():
+        return dict(json.loads(result_file.read_text()))
+    config = load_pipeline(PIPELINE, {**overrides, "data.synthetic": None, "data.dataset": str(data.resolve()),
+                                      "seed": seed, "semi_supervised.perturbation": ARMS[arm]})
+    start = time.perf_counter()
+    summary = create_trainer(config, run_dir, device=device, progress=False, force=True).fit()
+    seconds = time.perf_counter() - start
+    package = load_model_package(Path(summary["model"]))
+    info = package.manifest.training["semi_supervised"]
+    predictor = Predictor(package, torch.device(device))
+    rows = []
+    for case in load_decathlon(data / "dataset.json", section="medseg_test_labels"):
         pred = predictor.predict_files(case["image"]).labels
         ref, _ = read_image(case["label"], "label")
-        scores.append(dice(pred, ref, [1])[1])
-    return scores
-
-
-def run_one(out: Path, data: Path, method: str, seed: int, overrides: dict[str, Any], test_cases: list[dict[str, Any]]) -> dict[str, Any]:
-    run_dir = out / f"{method}_seed{seed}"
-    result_file = run_dir / "result.json"
-    if result_file.is_file():  # finished earlier: the experiment can be resumed run by run
-        return json.loads(result_file.read_text())
-    config = load_pipeline(
-        PIPELINE,
-        {
-            **overrides, "data.synthetic": None, "data.dataset": str(data.resolve()), "seed": seed,
-            "semi_supervised.perturbation": method, **METHOD_OVERRIDES.get(method, {}),
-        },
-    )
-    t0 = time.perf_counter()
-    trainer = create_trainer(config, run_dir, device="cpu", progress=False, force=True)
-    summary = trainer.fit()
-    seconds = time.perf_counter() - t0
-    info = load_model_package(Path(summary["model"])).manifest.training["semi_supervised"]
-    scores = test_dice(Path(summary["model"]), test_cases)
-    params = sum(p.numel() for p in trainer.networks["net1"].parameters())
+        rows.append({"arm": arm, "seed": seed, "case": case["case"], "score": float(dice(pred, ref, [1])[1])})
     result = {
-        "method": method,
-        "seed": seed,
-        "test_dice_mean": float(np.mean(scores)),
-        "test_dice": scores,
+        "arm": arm, "seed": seed, "rows": rows,
         "val_best": {k: v["val_score"] for k, v in info["best_per_network"].items()},
-        "exported": info["exported"],
-        "iterations": info["iterations"],
-        "labelled_cases": len(info["labelled_cases"]),
-        "unlabelled_cases": len(info["unlabelled_cases"]),
-        "params_per_network": params,
-        "train_seconds": round(seconds, 1),
+        "exported": info["exported"], "iterations": info["iterations"],
+        "labelled_cases": info["labelled_cases"], "unlabelled_cases": len(info["unlabelled_cases"]),
+        "train_seconds": round(seconds, 1), "device": device,
     }
     result_file.write_text(json.dumps(result, indent=2) + "\n")
     return result
 
 
-def table(results: list[dict[str, Any]], seeds: list[int]) -> str:
-    lines = [
-        "| method | " + " | ".join(f"test Dice seed {s}" for s in seeds) + " | mean ± sd | best val Dice (net1 / net2) | train s |",
-        "|---|" + "---|" * len(seeds) + "---|---|---|",
-    ]
-    for method, title in METHODS.items():
-        rows = {r["seed"]: r for r in results if r["method"] == method}
-        if not rows:
-            continue
-        means = [rows[s]["test_dice_mean"] for s in seeds if s in rows]
-        cells = [f"{rows[s]['test_dice_mean']:.3f}" if s in rows else "" for s in seeds]
-        vals = " ; ".join(f"{rows[s]['val_best']['net1']:.3f} / {rows[s]['val_best']['net2']:.3f}" for s in seeds if s in rows)
-        secs = np.mean([rows[s]["train_seconds"] for s in seeds if s in rows])
-        sd = f" ± {np.std(means, ddof=1):.3f}" if len(means) > 1 else ""
-        lines.append(f"| {title} (`{method}`) | " + " | ".join(cells) + f" | {np.mean(means):.3f}{sd} | {vals} | {secs:.0f} |")
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=Path("runs/semisup_dsaif_claim"))
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--methods", nargs="+", default=DEFAULT_METHODS, choices=list(METHODS))
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (tiny networks: 1 is fastest)")
-    parser.add_argument("--quick", action="store_true", help="tiny smoke test of the whole path")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="extra pipeline overrides (YAML values)")
+    parser.add_argument("--out", type=Path, default=Path("runs/dsaif_claim"))
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, help=f"default {SEEDS} ([0] with --quick)")
+    parser.add_argument("--arms", nargs="+", default=DEFAULT_ARMS, choices=list(ARMS),
+                        help="the verdict needs both default arms; the others are diagnostics")
+    parser.add_argument("--processes", type=int, default=1, help="runs in parallel, one torch thread each")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--quick", action="store_true", help="tiny data and steps: checks the path, not the claim")
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    import yaml
-
-    overrides: dict[str, Any] = dict(QUICK) if args.quick else {}
-    overrides.update({k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)})
-    base = load_pipeline(PIPELINE, overrides)
-    syn = base.data.synthetic
+    seeds = args.seeds or ([0] if args.quick else SEEDS)
+    overrides: dict[str, Any] = {**DATA, **BUDGET, **(QUICK if args.quick else {})}
+    syn = load_pipeline(PIPELINE, overrides).data.synthetic
     assert syn is not None
     data = args.out / "data"
     if not (data / "dataset.json").is_file():
         generate_phantom(syn.kind, data, syn.n_train, syn.n_test, syn.seed, **syn.options)
-    test_cases = load_decathlon(data / "dataset.json", section="medseg_test_labels")
-    results = []
-    for seed in args.seeds:
-        for method in args.methods:
-            result = run_one(args.out, data, method, seed, overrides, test_cases)
-            results.append(result)
-            print(f"{method} seed {seed}: test Dice {result['test_dice_mean']:.3f} ({result['train_seconds']:.0f} s)", flush=True)
-    text = table(results, args.seeds)
-    first = max(results, key=lambda r: r["unlabelled_cases"])
-    text += (
-        f"\n\n{syn.n_train} generated training cases (per seed: {first['labelled_cases']} labelled, {first['unlabelled_cases']} unlabelled"
-        f" used by the mutual runs, the rest validation), {len(test_cases)} test cases; {first['iterations']} iterations per run;"
-        f" {first['params_per_network']} parameters per network; seeds {args.seeds}."
-    )
+    claims = _claims()
+    tasks = [(args.out, data, arm, seed, overrides, args.device) for seed in seeds for arm in args.arms]
+    results = claims.run_parallel(run_one, tasks, args.processes)
+    for r in results:
+        mean = sum(row["score"] for row in r["rows"]) / len(r["rows"])
+        print(f"{r['arm']} seed {r['seed']}: test Dice {mean:.3f} ({r['train_seconds']:.0f} s)", flush=True)
+    rows = [row for r in results for row in r["rows"]]
+    if not {BASELINE, TREATMENT} <= set(args.arms):  # a pilot of one arm: its scores, no verdict
+        print(json.dumps({"runs": results}, indent=2))
+        return 0
+    base = [row["score"] for row in rows if row["arm"] == BASELINE]
+    gate_value = sum(base) / len(base)
+    summary = claims.summarise(rows, design(), gate_value, GATE[0] <= gate_value <= GATE[1])
+    extra = {"runs": [{k: v for k, v in r.items() if k != "rows"} for r in results], "overrides": overrides,
+             "quick": args.quick, "device": args.device, "processes": args.processes,
+             "diagnostic_rows": [row for row in rows if row["arm"] not in (BASELINE, TREATMENT)]}
+    primary = [row for row in rows if row["arm"] in (BASELINE, TREATMENT)]
+    text = claims.write_results(args.out, design(), primary, summary, extra)
     print(text)
-    (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    (args.out / "table.md").write_text(text + "\n")
     return 0
 
 
