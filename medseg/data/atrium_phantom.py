@@ -7,12 +7,21 @@ tube with a thin dark wall); small bright and dark specks (a few voxels, below t
 50-voxel area); a multiplicative bias field, Rician noise and an arbitrary intensity scale per case (as
 MRI). A network must tell the atrium by its structure (veins, no muscle ring, size), and the specks are
 exactly what a Max-/Min-tree filter removes.
+
+``nuisance=True`` (:data:`NUISANCE`, off by default) adds what DSAIF's argument is about: intensity that
+misleads a network while the structure stays: dark *flow voids* inside the blood pools (the atrium keeps its
+label) and blood-bright *spots* in the tissue around the atrium (background), balls enclosed by their region
+and apart from each other, each smaller in every slice than the filter's 50-pixel area at the pipeline's
+2 mm (radius <= 5.5 mm: <= 24 pixels), so the Min-tree view fills the voids and the Max-tree view removes the
+spots (tested); plus a stronger bias field and noise (inhomogeneity the filters flatten within a
+component). Every case (labelled, unlabelled, test) gets it; it has its own random stream, so a case with
+and without it differs only in the voids and spots.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +52,15 @@ class AtriumPhantomSpec:
     specks: int = 40
     tissue: float = 0.3
     noise: float = 0.07
+    bias_strength: float = 0.15
+    voids: int = 0  # dark flow voids inside the blood pools (label unchanged)
+    spots: int = 0  # blood-bright spots in the tissue within ``spot_band_mm`` of the atrium (background)
+    nuisance_radius_mm: tuple[float, float] = (2.5, 5.5)  # voids and spots: a slice's area <= 24 px at 2 mm
+    spot_band_mm: tuple[float, float] = (3.0, 15.0)
+
+
+#: ``make_atrium_dataset(nuisance=True)``: intensity that misleads pseudo-labels, structure the filters keep
+NUISANCE: dict[str, object] = {"voids": 12, "spots": 8, "bias_strength": 0.3, "noise": 0.12}
 
 
 def tube(grid: Sequence[np.ndarray], start: Sequence[float] | np.ndarray, end: Sequence[float] | np.ndarray, radius: float) -> np.ndarray:
@@ -98,6 +116,10 @@ def atrium_phantom(seed: int, spec: AtriumPhantomSpec = AtriumPhantomSpec()) -> 
     blood = rng.uniform(0.9, 1.1)
     image[myocardium | aorta_wall] = spec.tissue * 0.55
     image[ventricle | aorta | atrium] = blood
+    if spec.voids or spec.spots:
+        # their own random stream: the same case with and without them differs only in their voxels
+        nuisance_rng = np.random.default_rng([seed, 1])
+        _add_nuisance(image, grid, spacing, atrium, ventricle | aorta | atrium, myocardium | aorta_wall, blood, spec, nuisance_rng)
 
     # specks below the filter's area: bright (fat) and dark (calcifications / air) dots of 1-2 voxels
     for _ in range(spec.specks):
@@ -105,11 +127,52 @@ def atrium_phantom(seed: int, spec: AtriumPhantomSpec = AtriumPhantomSpec()) -> 
         sl = tuple(slice(i, i + int(rng.integers(1, 3))) for i in idx)
         image[sl] = rng.choice([blood * 0.9, spec.tissue * 0.2])
 
-    image = image * bias_field(shape, rng, strength=0.15)
+    image = image * bias_field(shape, rng, strength=spec.bias_strength)
     sigma = spec.noise
     image = np.sqrt((image + rng.normal(0, sigma, shape)) ** 2 + rng.normal(0, sigma, shape) ** 2)  # Rician magnitude
     image *= rng.uniform(200, 800)  # arbitrary MRI units
     return image.astype(np.float32), atrium.astype(np.uint8), ras_affine(spacing, shape)
+
+
+def _balls(
+    image: np.ndarray,
+    grid: Sequence[np.ndarray],
+    spacing: Sequence[float],
+    count: int,
+    room: np.ndarray,
+    allowed: np.ndarray,
+    values: tuple[float, float],
+    spec: AtriumPhantomSpec,
+    rng: np.random.Generator,
+) -> None:
+    """In place: ``count`` balls of value ``uniform(*values)``, each with at least 4 mm of ``room`` (mm to the
+    nearest voxel outside the region it sits in) around it, so that it is enclosed by that region, and
+    4 mm apart from the others (each stays a component of its own)."""
+    points = np.stack([np.broadcast_to(g, image.shape).ravel() for g in grid], axis=-1)
+    for _ in range(count):
+        radius = rng.uniform(*spec.nuisance_radius_mm)
+        candidates = np.flatnonzero(allowed & (room >= radius + 4.0))
+        if not len(candidates):
+            continue
+        centre = points[candidates[rng.integers(len(candidates))]]
+        distance2 = sum((g - c) ** 2 for g, c in zip(grid, centre))
+        image[np.asarray(distance2 <= radius**2)] = rng.uniform(*values)
+        allowed = allowed & np.asarray(distance2 > (radius + spec.nuisance_radius_mm[1] + 4.0) ** 2)  # apart
+
+
+def _add_nuisance(
+    image: np.ndarray, grid: Sequence[np.ndarray], spacing: Sequence[float], atrium: np.ndarray, blood: np.ndarray,
+    walls: np.ndarray, blood_level: float, spec: AtriumPhantomSpec, rng: np.random.Generator,
+) -> None:
+    """In place: ``spec.voids`` dark balls inside the blood pools (enclosed by blood) and ``spec.spots``
+    blood-bright balls in the tissue ``spot_band_mm`` from the atrium (enclosed by tissue)."""
+    inside = ndimage.distance_transform_edt(blood, sampling=spacing)
+    _balls(image, grid, spacing, spec.voids, inside, blood, (spec.tissue * 0.3, spec.tissue * 0.8), spec, rng)
+    tissue = ~blood & ~walls
+    to_atrium = ndimage.distance_transform_edt(~atrium, sampling=spacing)
+    band = tissue & (to_atrium >= spec.spot_band_mm[0]) & (to_atrium <= spec.spot_band_mm[1])
+    room = ndimage.distance_transform_edt(tissue, sampling=spacing)
+    _balls(image, grid, spacing, spec.spots, room, band, (blood_level * 0.9, blood_level * 1.1), spec, rng)
 
 
 @register_phantom("atrium_phantom")
@@ -121,12 +184,17 @@ def make_atrium_dataset(
     orientations: Sequence[str] = DEFAULT_ORIENTATIONS,
     unlabelled: int = 0,
     spec: AtriumPhantomSpec = AtriumPhantomSpec(),
+    nuisance: bool = False,
 ) -> Path:
     """Write a Decathlon-style atrium phantom dataset; returns its ``dataset.json`` (labels 0/1).
 
     ``unlabelled``: the last that many training cases are listed without a label (no label file written),
     as a semi-supervised dataset ships them. Test cases keep their labels (``medseg_test_labels``).
+    ``nuisance``: every case gets :data:`NUISANCE` (flow voids, bright spots, stronger bias and noise; a
+    pipeline sets it as ``data.synthetic.options: {nuisance: true}``).
     """
+    if nuisance:
+        spec = replace(spec, **NUISANCE)  # type: ignore[arg-type]  # the keys are fields of the spec
     description = {
         "name": "medseg atrium phantom",
         "description": "Synthetic left-atrium-like MRI: atrium with veins among same-intensity distractors"
