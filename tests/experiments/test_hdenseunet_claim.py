@@ -28,7 +28,7 @@ def test_quick_run_writes_paired_rows_and_a_verdict(tmp_path: Path) -> None:
     assert len(cases) == 1 and {r["seed"] for r in rows} == {0}
     for arm in (script.BASELINE, script.METHOD, script.BRANCH):  # one row per (arm, seed, case), a Dice each
         mine = [r for r in rows if r["arm"] == arm]
-        assert len(mine) == 1 and all(0.0 <= r["score"] <= 1.0 and 0.0 <= r["liver"] <= 1.0 for r in mine)
+        assert len(mine) == 1 and all(0.0 <= r[key] <= 1.0 for r in mine for key in ("score", "liver", "tumour_argmax"))
     summary = report["summary"]
     assert summary["verdict"] in script.claims.VERDICTS
     assert summary["gate"]["passed"] == (summary["gate"]["value"] >= script.GATE)
