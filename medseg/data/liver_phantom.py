@@ -9,6 +9,13 @@ varied size (log-uniform radii) and contrast: mostly hypodense, some hyperdense,
 with a rim. Then blur (partial volume), correlated and white noise, anisotropic voxels (thick slices), and
 the case stored in one of several orientations.
 
+Inter-slice option (default off; the H-DenseUNet claim experiment, see ``pipelines/experiments/hdenseunet_design.md``):
+``lesion_shape: sphere`` makes every lesion a smooth sphere lying whole inside the liver, its radius uniform in
+``lesion_radius_mm``, with one contrast range (``lesion_contrast_hu``), and ``mimics: [lo, hi]`` adds that many vessel sections running along z (capsules: a
+cylinder of ``mimic_length_mm`` with round ends, tilted at most ``mimic_tilt_deg`` from z) with the lesions'
+radius range and contrast range, labelled liver (vessels are liver in LiTS). One axial slice through a mimic
+shows a disk like a slice through a tumour; only the slices above and below tell round from tubular.
+
 Axes: RAS, so the patient's right (the liver's side) is +x, anterior +y, superior +z.
 """
 
@@ -40,6 +47,14 @@ class LiverPhantomSpec:
     liver_hu: tuple[float, float] = (60.0, 110.0)
     noise_hu: tuple[float, float] = (8.0, 18.0)
     vessels: int = 4
+    lesion_shape: str = "irregular"  # or "sphere" (inter-slice option, with mimics)
+    lesion_contrast_hu: tuple[float, float] = (-70.0, -40.0)  # spheres and mimics: HU relative to the liver
+    mimics: tuple[int, int] = (0, 0)
+    mimic_length_mm: tuple[float, float] = (20.0, 32.0)  # the cylinder between the round ends
+    mimic_tilt_deg: float = 10.0
+
+
+LESION_SHAPES = ("irregular", "sphere")
 
 
 def _ellipsoid(grid: Sequence[np.ndarray], centre: Sequence[float], radii: Sequence[float]) -> np.ndarray:
@@ -71,6 +86,57 @@ def _vessel_tree(grid: Sequence[np.ndarray], hilum: np.ndarray, branches: int, r
     return mask
 
 
+def _place(
+    candidates: np.ndarray, depth: np.ndarray, free: np.ndarray, grid: Sequence[np.ndarray], spacing: Sequence[float],
+    shape_of: Any, radius: float, rng: np.random.Generator, tries: int = 60,
+) -> np.ndarray | None:
+    """A mask from ``shape_of(centre)`` (``(mask, ends)``) lying whole in ``free`` with every end point at least
+    ``radius`` deep in the liver (``depth``: distance to its surface, mm); ``None`` after ``tries`` misses."""
+    deep = candidates[depth[tuple(candidates.T)] >= radius + 1.5]
+    for _ in range(tries if len(deep) else 0):
+        centre = np.array([float(g.reshape(-1)[i]) for g, i in zip(grid, deep[rng.integers(len(deep))])])
+        mask, ends = shape_of(centre)
+        origin = np.array([float(g.reshape(-1)[0]) for g in grid])
+        ends_vox = [np.clip(np.round((e - origin) / spacing).astype(int), 0, np.array(depth.shape) - 1) for e in ends]
+        if any(depth[tuple(v)] < radius + 1.5 for v in ends_vox) or (mask & ~free).any():
+            continue
+        return mask
+    return None
+
+
+def _spheres_and_mimics(
+    grid: Sequence[np.ndarray], spacing: Sequence[float], liver: np.ndarray, spec: LiverPhantomSpec, rng: np.random.Generator,
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The inter-slice option: round tumours and tubular look-alikes along z, none touching another (masks)."""
+    depth = ndimage.distance_transform_edt(liver, sampling=spacing)
+    candidates = np.argwhere(depth > 0)
+    free = depth >= 1.5  # inside the liver, off its surface; shrinks as objects are placed (3 mm apart)
+    tumours: list[np.ndarray] = []
+    mimics: list[np.ndarray] = []
+
+    def radius() -> float:
+        return float(rng.uniform(*spec.lesion_radius_mm))
+
+    spheres = spec.lesions if spec.lesion_shape == "sphere" else (0, 0)  # else the irregular lesions follow
+    for kind, count in (("mimic", spec.mimics), ("tumour", spheres)):
+        for _ in range(int(rng.integers(count[0], count[1] + 1))):
+            r = radius()
+            if kind == "tumour":
+                mask = _place(candidates, depth, free, grid, spacing, lambda c, r=r: (_ellipsoid(grid, c, (r, r, r)), [c]), r, rng)
+            else:
+                length, tilt, turn = rng.uniform(*spec.mimic_length_mm), np.radians(rng.uniform(0, spec.mimic_tilt_deg)), rng.uniform(0, 2 * np.pi)
+                axis = np.array([np.sin(tilt) * np.cos(turn), np.sin(tilt) * np.sin(turn), np.cos(tilt)]) * length / 2
+
+                def capsule(c: np.ndarray, r: float = r, axis: np.ndarray = axis) -> tuple[np.ndarray, list[np.ndarray]]:
+                    return _segment_distance(grid, c - axis, c + axis) <= r, [c - axis, c + axis]
+
+                mask = _place(candidates, depth, free, grid, spacing, capsule, r, rng)
+            if mask is not None:
+                (tumours if kind == "tumour" else mimics).append(mask)
+                free &= ~ndimage.binary_dilation(mask, iterations=max(1, int(round(3.0 / min(spacing)))))
+    return tumours, mimics
+
+
 def _body(grid: Sequence[np.ndarray], fov: np.ndarray, rng: np.random.Generator, image: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
     """Fat, muscle wall and textured interior; returns the interior mask and its semi-axes."""
     x, y, _ = grid
@@ -95,6 +161,8 @@ def liver_phantom(seed: int, spec: LiverPhantomSpec = LiverPhantomSpec()) -> tup
     Returns:
         ``(image float32 HU, label uint8 (0 background, 1 liver, 2 tumour), RAS affine)``, arrays ``(I, J, K)``.
     """
+    if spec.lesion_shape not in LESION_SHAPES:
+        raise ValueError(f"lesion_shape must be one of {LESION_SHAPES}, got {spec.lesion_shape!r}")
     rng = np.random.default_rng(seed)
     spacing = (rng.uniform(*spec.spacing_xy_mm),) * 2 + (rng.uniform(*spec.spacing_z_mm),)
     shape = tuple(int(round(f / s)) for f, s in zip(spec.field_of_view_mm, spacing))
@@ -147,7 +215,13 @@ def liver_phantom(seed: int, spec: LiverPhantomSpec = LiverPhantomSpec()) -> tup
     image[ivc] = vessel_hu
     label = liver.astype(np.uint8)
 
-    inside = np.argwhere(ndimage.binary_erosion(liver, iterations=2))
+    if spec.lesion_shape == "sphere" or spec.mimics[1] > 0:
+        tumours, mimics = _spheres_and_mimics(grid, spacing, liver, spec, rng)
+        for mask in tumours + mimics:
+            image[mask] = liver_hu + rng.uniform(*spec.lesion_contrast_hu)
+        for mask in tumours:
+            label[mask] = 2
+    inside = np.argwhere(ndimage.binary_erosion(liver, iterations=2)) if spec.lesion_shape == "irregular" else np.zeros((0, 3))
     for _ in range(int(rng.integers(spec.lesions[0], spec.lesions[1] + 1)) if len(inside) else 0):
         radius = float(np.exp(rng.uniform(np.log(spec.lesion_radius_mm[0]), np.log(spec.lesion_radius_mm[1]))))
         centre = [float(g.reshape(-1)[i]) for g, i in zip(grid, inside[rng.integers(len(inside))])]

@@ -125,3 +125,41 @@ def test_liver_phantom_dataset(tmp_path: Path) -> None:
     assert nib.aff2axcodes(nib.load(cases[1]["image"][0]).affine) == ("L", "P", "S")  # orientations vary
     with pytest.raises(TypeError, match="unknown liver_phantom option"):
         generate_phantom("liver_phantom", tmp_path / "x", 2, 0, 0, spacing=[1, 1, 1])
+
+
+def _dark_objects(image: np.ndarray, label: np.ndarray, spacing: np.ndarray) -> list[dict[str, float]]:
+    """Hypodense objects inside the liver: tumour or not, z-extent / in-plane extent, widest slice's radius, HU."""
+    liver_hu = float(np.median(image[label == 1]))
+    dark = (image < liver_hu - 20) & ndimage.binary_erosion(label > 0)
+    components, _ = ndimage.label(dark)
+    objects = []
+    for i, box in enumerate(ndimage.find_objects(components), 1):
+        mask = components[box] == i
+        if mask.sum() * spacing.prod() < 200:  # partial-volume specks
+            continue
+        extent = [(s.stop - s.start) * d for s, d in zip(box, spacing)]
+        widest = mask.sum(axis=(0, 1)).max() * spacing[0] * spacing[1]
+        objects.append({"tumour": float((label[box][mask] == 2).mean() > 0.5), "elongation": extent[2] / max(extent[:2]),
+                        "radius": float(np.sqrt(widest / np.pi)), "hu": float(image[box][mask].mean()) - liver_hu})
+    return objects
+
+
+def test_liver_phantom_inter_slice_option() -> None:
+    """Spheres vs tubes along z: alike in one axial slice (radius, HU), told apart only across slices."""
+    spec = LiverPhantomSpec(spacing_xy_mm=(2.0, 2.0), spacing_z_mm=(3.0, 3.0), lesions=(3, 3), lesion_radius_mm=(7.0, 10.0),
+                            noise_hu=(0.0, 0.0), lesion_shape="sphere", mimics=(1, 1), mimic_length_mm=(24.0, 30.0))
+    image, label, affine = liver_phantom(1, spec)
+    objects = _dark_objects(image, label, np.abs(np.diag(affine)[:3]))
+    tumours = [o for o in objects if o["tumour"]]
+    mimics = [o for o in objects if not o["tumour"]]
+    assert len(tumours) >= 2 and len(mimics) == 1
+    assert all(0.7 < o["elongation"] < 1.4 for o in tumours)  # round in 3D
+    assert mimics[0]["elongation"] > 1.8  # tubular along z
+    for o in objects:  # one slice through either: a disk of the lesions' radius and contrast
+        assert 5.0 < o["radius"] < 11.0 and -75 < o["hu"] < -30
+    assert (label == 2).sum() > 0 and set(np.unique(label)) == {0, 1, 2}  # mimics are labelled liver
+    image, label, affine = liver_phantom(1, LiverPhantomSpec(spacing_xy_mm=(2.0, 2.0), spacing_z_mm=(3.0, 3.0), noise_hu=(0.0, 0.0)))
+    default = _dark_objects(image, label, np.abs(np.diag(affine)[:3]))
+    assert not any(o["elongation"] > 1.8 and not o["tumour"] for o in default)  # off by default: no dark tubes
+    with pytest.raises(ValueError, match="lesion_shape"):
+        liver_phantom(1, LiverPhantomSpec(lesion_shape="cube"))
