@@ -48,7 +48,7 @@ class Chunks:
     probability 1, as the code leaves them at probability 0 for liver and tumour.
 
     Example:
-        >>> chunk_weights((4, 4, 4), Chunks(stride=1), 0.125, "cpu", torch.float32)[0, 0, 0].tolist()
+        >>> chunk_weights((3, 3, 4), Chunks(stride=1), 0.125, "cpu", torch.float32)[1, 1].tolist()  # in-plane centre
         [0.0, 1.0, 1.0, 0.0]
     """
 
