@@ -59,6 +59,7 @@ def main() -> None:
     parser.add_argument("--data-seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--score-only", action="store_true")
+    parser.add_argument("--keep", nargs="*", default=[], help="stages to reuse from an earlier run in --out when finished")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.out)
@@ -67,6 +68,8 @@ def main() -> None:
     if not args.score_only:
         write(recipe(args, args.seed, None, None), path)
         for stage in ("localiser", "dense2d", "hybrid_3d", "hybrid"):
+            if stage in args.keep and (out / stage / "model" / "medseg.json").is_file():
+                continue  # reuse a stage an earlier run finished (e.g. the localiser and dense2d, to retrain the hybrid)
             run_stages(path, out, only=stage, device="cpu", progress=False, force=True)
     train_s = time.perf_counter() - start
     dataset = (out / "data" / "dataset.json").resolve()
