@@ -5,7 +5,7 @@ Trains the phantom recipe's ``dense2d`` -> ``hybrid_3d`` -> ``hybrid`` stages (t
 ways: ``inference.window`` ``gaussian`` (medseg's sliding window, the old default) or ``chunks`` (the code's
 ``predict_tumor_inwindow``, the new default), each with the 3D features as trained or zeroed at inference
 (HFF then sees the 2D features alone). Dice on the held-out and on the training cases, argmax with the code's
-structural post-processing. Writes ``OUT/window.json`` and ``OUT/window.md``.
+structural post-processing. Writes ``OUT/window_STAGE.json`` and ``OUT/window_STAGE.md``.
 
 Usage:
     OMP_NUM_THREADS=1 python pipelines/experiments/hdenseunet_window.py --out runs/hd_window --pretrain 40 --extra 40 --n-train 6 --n-test 3
@@ -59,6 +59,7 @@ def main() -> None:
     parser.add_argument("--data-seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--score-only", action="store_true")
+    parser.add_argument("--stage", default="hybrid", help="the hybrid package to score: hybrid (end to end) or hybrid_3d (2D frozen)")
     parser.add_argument("--keep", nargs="*", default=[], help="stages to reuse from an earlier run in --out when finished")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -77,22 +78,22 @@ def main() -> None:
     rows = []
     for window in ("gaussian", "chunks"):
         for zeroed in (False, True):
-            package = load_model_package(out / "hybrid" / "model")
+            package = load_model_package(out / args.stage / "model")
             package.manifest.inference = package.manifest.inference.model_copy(update={"window": window})
             with zero_3d(package) if zeroed else nullcontext(package):
                 for name, subset in sets.items():
                     result = score(package, subset)["argmax"]
                     rows.append({"window": window, "3d": "zeroed" if zeroed else "on", "cases": name, **result})
                     print(json.dumps(rows[-1]), flush=True)
-    (out / "window.json").write_text(json.dumps({"args": vars(args), "train_seconds": train_s, "rows": rows}, indent=2))
+    (out / f"window_{args.stage}.json").write_text(json.dumps({"args": vars(args), "train_seconds": train_s, "rows": rows}, indent=2))
     lines = [f"Phantom recipe, seed {args.seed}, {args.n_train} training / {args.n_test} test cases, {args.pretrain * 10} 2D steps + "
-             f"{args.extra * 10} hybrid steps; argmax + code post-processing; training {train_s:.0f} s.", "",
+             f"{args.extra * 10} hybrid steps; package {args.stage}; argmax + code post-processing; training {train_s:.0f} s.", "",
              "| window | 3D features | cases | tumour Dice per case | tumour Dice global | liver Dice per case | liver Dice global |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['window']} | {r['3d']} | {r['cases']} | {r['tumour_per_case']:.3f} | {r['tumour_global']:.3f} | "
                      f"{r['liver_per_case']:.3f} | {r['liver_global']:.3f} |")
-    (out / "window.md").write_text("\n".join(lines) + "\n")
+    (out / f"window_{args.stage}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
