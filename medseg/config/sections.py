@@ -247,6 +247,16 @@ class InferenceConfig(Strict):
     overlap: float = Field(0.5, ge=0, lt=1)
     sw_batch_size: int = Field(2, ge=1)
     tta: bool = False
+    #: how windows are placed and averaged. ``gaussian``: MONAI's sliding window, Gaussian weights, logits
+    #: averaged. ``chunks``: H-DenseUNet's test script: windows as deep as the training patch along the last axis
+    #: (z), ``chunk_stride`` apart, each chunk's ``chunk_edge`` end slices unscored, softmax averaged with equal
+    #: weight (``overlap`` then sets the in-plane windows only). ``auto``: the network's own scheme (``chunks``
+    #: for ``hdenseunet``, ``gaussian`` for every other network)
+    window: Literal["auto", "gaussian", "chunks"] = "auto"
+    #: z step of ``chunks`` (``None``: the window depth // 4, the code's 2 for 8-slice chunks)
+    chunk_stride: int | None = Field(None, ge=1)
+    #: slices at each end of a chunk that ``chunks`` does not score (the code's 1)
+    chunk_edge: int = Field(1, ge=0)
 
 
 class OutputOptions(Strict):

@@ -21,10 +21,12 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
-from medseg.errors import MedsegError
+from medseg.config import InferenceConfig
+from medseg.errors import MedsegConfigError, MedsegError
 from medseg.inference.plan import Stitching
-from medseg.inference.stitch import SLAB_VOXELS, WindowGrid, stitch
+from medseg.inference.stitch import SLAB_VOXELS, Chunks, WindowGrid, stitch
 from medseg.model.heads import OutputHead
+from medseg.model.heads.labels import SoftmaxLabels
 
 T = TypeVar("T")
 
@@ -35,6 +37,30 @@ def mirror_axes(spatial_dims: int, tta: bool) -> list[tuple[int, ...]]:
         return [()]
     axes = range(2, 2 + spatial_dims)
     return [combo for n in range(spatial_dims + 1) for combo in itertools.combinations(axes, n)]
+
+
+def window_chunks(inference: InferenceConfig, network: nn.Module, head: OutputHead, roi: Sequence[int]) -> Chunks | None:
+    """The :class:`~medseg.inference.stitch.Chunks` of ``inference.window`` for this network and window (``None``: Gaussian).
+
+    ``auto`` takes the network's ``inference_window`` attribute (``"chunks"`` on
+    :class:`~medseg.networks.hdenseunet.HDenseUNet`; absent: ``"gaussian"``). ``chunks`` needs a softmax head
+    (its probabilities are averaged) and a window deeper than ``2 * chunk_edge`` slices.
+
+    Raises:
+        MedsegConfigError: ``chunks`` with another head, or a stride/edge the window depth cannot hold.
+    """
+    scheme = inference.window if inference.window != "auto" else getattr(network, "inference_window", "gaussian")
+    if scheme != "chunks":
+        return None
+    if not isinstance(head, SoftmaxLabels):
+        raise MedsegConfigError(f"inference.window: chunks averages softmax probabilities; the '{head.kind}' head is not a softmax")
+    depth = int(roi[-1])
+    chunks = Chunks(inference.chunk_stride or max(1, depth // 4), inference.chunk_edge)
+    try:
+        chunks.check(depth)
+    except ValueError as exc:
+        raise MedsegConfigError(f"inference.chunk_stride/chunk_edge: {exc}") from None
+    return chunks
 
 
 class WindowEngine:
@@ -50,6 +76,9 @@ class WindowEngine:
         on_windows: progress callback (windows processed).
         runner: the network call of a non-PyTorch backend, ``(n, C, *roi) -> (n, K, *roi)`` on the CPU
             (:mod:`medseg.inference.backends`); ``None``: ``network`` itself.
+        chunks: H-DenseUNet's test-time chunks along the last axis (:class:`~medseg.inference.stitch.Chunks`:
+            fixed z stride, chunk ends unscored, softmax averaged equally; ``overlap`` then sets the in-plane
+            windows only); ``None``: MONAI's Gaussian windows.
 
     Attributes:
         slab_voxels: voxels per channel of one slab when results are consumed slab by slab.
@@ -69,6 +98,7 @@ class WindowEngine:
         compile: bool = False,
         on_windows: Callable[[int], None] | None = None,
         runner: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        chunks: Chunks | None = None,
     ) -> None:
         self.network = network
         self.runner = runner
@@ -80,6 +110,9 @@ class WindowEngine:
         self.tta = tta
         self.amp = amp and device.type == "cuda"
         self.on_windows = on_windows
+        if chunks is not None:
+            chunks.check(self.roi[-1])
+        self.chunks = chunks
         self.slab_voxels = SLAB_VOXELS
         self.compile_seconds: float | None = None
         self._compiled: Any = torch.compile(network) if compile else None
@@ -96,7 +129,7 @@ class WindowEngine:
 
     def windows(self, spatial_shape: Sequence[int]) -> int:
         """Windows a whole prediction of an image of ``spatial_shape`` visits, TTA passes included (progress totals)."""
-        return WindowGrid.build(spatial_shape, self.roi, self.overlap).windows * self.passes
+        return WindowGrid.build(spatial_shape, self.roi, self.overlap, self.chunks).windows * self.passes
 
     # ------------------------------------------------------------------ network
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
@@ -120,7 +153,7 @@ class WindowEngine:
         """Yields ``(flip axes, Stitched)`` per mirroring pass of ``image`` ``(B, C, *spatial)``."""
         for axes in mirror_axes(image.ndim - 2, self.tta):
             x = torch.flip(image, axes) if axes else image
-            yield axes, stitch(self.forward, x, self.roi, self.overlap, self.sw_batch_size, self.device, place.device, place.dtype)
+            yield axes, stitch(self.forward, x, self.roi, self.overlap, self.sw_batch_size, self.device, place.device, place.dtype, chunks=self.chunks)
 
     # ------------------------------------------------------------------ outputs
     @torch.inference_mode()
@@ -193,4 +226,4 @@ class WindowEngine:
                 raise MedsegError(f"out of memory even when stitching on the host: {again}; lower --sw-batch-size") from again
 
 
-__all__ = ["WindowEngine", "mirror_axes"]
+__all__ = ["WindowEngine", "mirror_axes", "window_chunks"]

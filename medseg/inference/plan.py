@@ -20,7 +20,7 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform
 from torch import nn
 
-from medseg.inference.stitch import SLAB_VOXELS, WindowGrid
+from medseg.inference.stitch import SLAB_VOXELS, Chunks, WindowGrid
 
 #: fraction of the GPU's free memory the plan lets the stitching buffers use
 DEVICE_HEADROOM = 0.8
@@ -135,6 +135,7 @@ class EngineProfile:
         workspace: the network's bytes for one window batch (:func:`probe_workspace`).
         parameters: bytes of the network's weights.
         resident: the process's resident memory outside the case (libraries, weights, a backend's compiled model and arena).
+        chunks: H-DenseUNet's chunk scheme when the engine uses it (its z stride sets the window count).
     """
 
     roi: tuple[int, ...]
@@ -147,6 +148,7 @@ class EngineProfile:
     parameters: int
     slab_voxels: int = SLAB_VOXELS
     resident: int = 0
+    chunks: Chunks | None = None
 
 
 @dataclass(frozen=True)
@@ -257,7 +259,7 @@ def make_plan(
     """
     input_shape, grid, channels = case.input_shape, case.grid_shape, case.channels
     n_in, n_grid = int(np.prod(input_shape)), int(np.prod(grid))
-    win = WindowGrid.build(grid, engine.roi, engine.overlap)
+    win = WindowGrid.build(grid, engine.roi, engine.overlap, engine.chunks)
     n_pad = int(np.prod(win.padded))
     cuda = device.type == "cuda"
     f32 = 4

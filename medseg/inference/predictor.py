@@ -20,7 +20,7 @@ from monai.data import MetaTensor
 from monai.transforms import Compose
 
 from medseg.inference.backends import select_backend
-from medseg.inference.engine import WindowEngine
+from medseg.inference.engine import WindowEngine, window_chunks
 from medseg.inference.plan import CaseShapes, EngineProfile, MemoryPlan, Stitching, grid_shape, make_plan, probe_workspace, resident_bytes
 from medseg.inference.restore import needs_resampling, reorient_labels, restore_labels
 from medseg.io.geometry import Geometry
@@ -118,6 +118,7 @@ class Predictor:
             self.network, self.head, device, self.roi_size, self.overlap, self.sw_batch_size, self.tta,
             amp=device.type == "cuda", compile=compile,
             on_windows=lambda n: self.on_windows(n) if self.on_windows is not None else None, runner=runner,
+            chunks=window_chunks(manifest.inference, self.network, self.head, self.roi_size),
         )
         self.cascade = None
         if package.localiser is not None and manifest.roi is not None:
@@ -166,6 +167,7 @@ class Predictor:
                 roi=self.roi_size, overlap=self.overlap, sw_batch_size=self.sw_batch_size, passes=self.engine.passes,
                 outputs=outputs, probabilities=len(self.head.probability_names()), workspace=workspace,
                 parameters=sum(p.numel() * p.element_size() for p in self.network.parameters()), slab_voxels=self.engine.slab_voxels,
+                chunks=self.engine.chunks,
             )
         return self._profile
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -149,6 +149,14 @@ class HDenseUNet(nn.Module):
       ``train_2ddense.py``'s 2D network, stage 1, has 0.3). Dropout has no parameters: weights transfer.
     - ``hff_dropout``: 0.3 (paper; code end-to-end); the code's stage-2 model used 0.1.
     - chunk length ``K`` (the patch size along z): paper 12, code 8; any multiple of 4 works at the defaults.
+    - inference (``inference.window`` of the pipeline / package, default ``auto`` = ``chunks`` for this network:
+      the code's ``test.py`` / ``lib/funcs.py: predict_tumor_inwindow``): windows exactly one training chunk
+      deep (``K``), every ``K // 4`` slices along z (``inference.chunk_stride``), the last flush with the
+      volume's end, no padding (zero padding only where the volume is shallower than a chunk); each chunk's
+      first and last slice unscored (``inference.chunk_edge: 1``; the volume's own end slices are then
+      background); the chunks' softmax averaged with equal weight (Gaussian in-plane, where the code feeds
+      whole slices). Every interior slice is thus seen as training saw it, inside a chunk and away from its
+      ends. ``window: gaussian`` gives medseg's Gaussian sliding window (logits averaged) instead.
     - ``net2d["decoder_skips"]``: the released hybrid's 2D network had no UNet sums; default on (paper).
 
     Args:
@@ -178,6 +186,9 @@ class HDenseUNet(nn.Module):
         >>> net(torch.zeros(1, 1, 32, 32, 8)).shape
         torch.Size([1, 3, 32, 32, 8])
     """
+
+    #: the window scheme ``inference.window: auto`` picks for this network (see :mod:`medseg.inference.stitch`)
+    inference_window: ClassVar[str] = "chunks"
 
     def __init__(
         self,
