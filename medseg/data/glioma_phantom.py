@@ -10,6 +10,14 @@ two lateral ventricles), zero outside the brain, and a glioma made of nested irr
   spread them evenly over the case indices (:func:`without_enhancement`);
 - so WT ⊇ TC ⊇ ET, as in BraTS.
 
+Thin, low-contrast rim (options, default off; issue 17, the nested-class claim experiment): with
+``enhancing_rim_mm`` the enhancing tumour is only the outer layer of the core, the core voxels within a per-case
+thickness (drawn from that range, mm) of the core's border, and the rest of the core is necrosis/non-enhancing;
+``enhancing_contrast`` c < 1 moves the enhancing tissue's intensities towards the non-enhancing core's (per
+modality ``necrosis + c * (enhancing - necrosis)``). The ET is then a thin shell that is told from the rest of the
+core mainly by where it lies (at the core's border, inside it), which is what the nesting prior WT ⊇ TC ⊇ ET
+states.
+
 Contrasts follow real BraTS appearance (relative intensities, see :data:`TISSUE_INTENSITY`): the enhancing rim is
 bright on T1ce only; oedema is bright on T2 and FLAIR; necrosis is dark on T1/T1ce and bright on T2; CSF is bright on
 T2 and suppressed on FLAIR. Per case and modality: tissue values jitter, a random global gain (MR intensities have
@@ -75,6 +83,17 @@ class GliomaPhantomSpec:
     irregularity: float = 0.3
     intensity_jitter: float = 0.06
     noise: float = 0.04
+    #: thickness range (mm) of a thin enhancing rim at the core's border; None: the core minus the necrosis blob
+    enhancing_rim_mm: tuple[float, float] | None = None
+    #: enhancing intensities = necrosis + c * (enhancing - necrosis) per modality; 1: the BraTS-like contrast
+    enhancing_contrast: float = 1.0
+
+    def __post_init__(self) -> None:
+        rim = self.enhancing_rim_mm
+        if rim is not None and not (len(rim) == 2 and 0 < rim[0] <= rim[1]):
+            raise MedsegConfigError(f"glioma_phantom option enhancing_rim_mm must be [low, high] with 0 < low <= high, got {list(rim)}")
+        if not 0.0 <= self.enhancing_contrast <= 1.0:
+            raise MedsegConfigError(f"glioma_phantom option enhancing_contrast must be in [0, 1], got {self.enhancing_contrast}")
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> GliomaPhantomSpec:
@@ -123,8 +142,15 @@ def _tumour_levels(
     levels[wt] = _LEVEL["oedema"]
     draw = rng.random()  # drawn either way: the rest of the case does not depend on ``enhancing``
     enhancing = draw >= spec.no_enhancement if enhancing is None else enhancing
-    levels[tc] = _LEVEL["enhancing"] if enhancing else _LEVEL["necrosis"]
-    levels[necrosis] = _LEVEL["necrosis"]
+    if spec.enhancing_rim_mm is None:
+        levels[tc] = _LEVEL["enhancing"] if enhancing else _LEVEL["necrosis"]
+        levels[necrosis] = _LEVEL["necrosis"]
+        return levels
+    thickness = rng.uniform(*spec.enhancing_rim_mm)
+    levels[tc] = _LEVEL["necrosis"]
+    if enhancing:  # the core's voxels within ``thickness`` of its border (distance to the nearest voxel outside)
+        depth = ndimage.distance_transform_edt(tc, sampling=spacing)
+        levels[tc & (depth <= thickness)] = _LEVEL["enhancing"]
     return levels
 
 
@@ -159,6 +185,9 @@ def glioma_phantom(
     texture_sigma = [max(3.0 / s, 0.5) for s in spacing]
     for m in range(len(MODALITIES)):
         values = TISSUE_INTENSITY[m] * (1.0 + spec.intensity_jitter * rng.standard_normal(len(TISSUES))).astype(np.float32)
+        if spec.enhancing_contrast != 1.0:
+            enh, nec = TISSUES.index("enhancing"), TISSUES.index("necrosis")
+            values[enh] = values[nec] + spec.enhancing_contrast * (values[enh] - values[nec])
         image = values[tissue] * (1.0 + 0.05 * smooth_noise(shape, texture_sigma, rng))
         image = ndimage.gaussian_filter(image, 0.5)  # partial volume at tissue borders
         image *= bias_field(shape, rng, 0.1) * rng.uniform(0.5, 2.0)  # MR intensities have no absolute scale

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -92,3 +93,28 @@ def test_unknown_options_are_config_errors(tmp_path: Path) -> None:
         generate_phantom("glioma_phantom", tmp_path, 2, 0, 0, spacing=[4, 4, 4])
     with pytest.raises(MedsegConfigError, match="convention"):
         generate_phantom("glioma_phantom", tmp_path, 2, 0, 0, convention="2019")
+
+
+def test_thin_low_contrast_rim_option() -> None:
+    """``enhancing_rim_mm`` makes ET a thin shell at the core's border; ``enhancing_contrast`` dims it on T1ce."""
+    default = GliomaPhantomSpec(spacing_mm=(3.0, 3.0, 3.0), no_enhancement=0.0)
+    rim = dataclasses.replace(default, enhancing_rim_mm=(3.0, 6.0), enhancing_contrast=0.4)
+    for seed in (7, 8):
+        stats = {}
+        for name, spec in (("default", default), ("rim", rim)):
+            images, levels, _ = glioma_phantom(seed, spec)
+            core, et = levels >= 2, levels == 3
+            depth = ndimage.distance_transform_edt(core, sampling=spec.spacing_mm)  # mm from the core's border
+            stats[name] = {"max_depth": depth[et].max(), "et_share": et.sum() / core.sum(),
+                           "t1ce_et_over_core": _mean(images, et, T1CE) / _mean(images, levels == 2, T1CE),
+                           "t1ce_et_over_oedema": _mean(images, et, T1CE) / _mean(images, levels == 1, T1CE)}
+        assert stats["rim"]["max_depth"] <= 6.0 < stats["default"]["max_depth"]  # only the outer layer of the core
+        assert 0 < stats["rim"]["et_share"] < stats["default"]["et_share"] - 0.1
+        assert 1.2 < stats["rim"]["t1ce_et_over_core"] < stats["default"]["t1ce_et_over_core"] - 0.5  # still brighter, less so
+        assert stats["rim"]["t1ce_et_over_oedema"] < 1.5 < stats["default"]["t1ce_et_over_oedema"]
+    _, levels, _ = glioma_phantom(0, rim, enhancing=False)
+    assert 3 not in np.unique(levels) and 2 in np.unique(levels)
+    with pytest.raises(MedsegConfigError, match="enhancing_rim_mm"):
+        GliomaPhantomSpec.from_options({"enhancing_rim_mm": [6, 3]})
+    with pytest.raises(MedsegConfigError, match="enhancing_contrast"):
+        GliomaPhantomSpec.from_options({"enhancing_contrast": 1.5})
