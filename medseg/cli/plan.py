@@ -10,7 +10,7 @@ import typer
 def plan(
     dataset: Path = typer.Argument(..., metavar="PATH", help="dataset.json, an imagesTr/labelsTr folder, or a release read by --layout."),
     out: Path | None = typer.Option(None, "--output", "-o", metavar="PATH", help="Pipeline YAML to write (fingerprint.json goes next to it)."),
-    method: str = typer.Option("unet", "--method", metavar="TEXT", help="unet, ivdnet, nested or dsaif (hdenseunet, micdir, voxelmorph: not yet)."),
+    method: str = typer.Option("unet", "--method", metavar="TEXT", help="unet, hdenseunet, ivdnet, nested, dsaif; micdir, voxelmorph (DATASET: a pair source)."),
     gpu_memory: str | None = typer.Option(None, "--gpu-memory", metavar="TEXT", help="Plan for a GPU of this size, e.g. 24GB (measured when one is here)."),
     device: str = typer.Option("auto", "--device", metavar="TEXT", help="auto (the GPU here, else CPU), cpu, cuda, cuda:N."),
     layout: str = typer.Option("auto", "--layout", metavar="TEXT", help="Dataset layout (auto, lits, brats, ivdm3seg, ...)."),

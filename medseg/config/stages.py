@@ -91,8 +91,13 @@ def load_stages(path: str | Path, run_dir: str | Path, overrides: dict[str, Any]
         MedsegConfigError: no/empty ``stages`` list, a stage without a valid unique ``name``, a reference to a
         stage that does not come earlier, or any stage that is not a valid pipeline (named in one line).
     """
-    path, run_dir = Path(path), Path(run_dir).resolve()
-    raw = read_yaml_mapping(path)
+    path = Path(path)
+    return validate_stages(read_yaml_mapping(path), path, run_dir, overrides)
+
+
+def validate_stages(raw: dict[str, Any], path: str | Path, run_dir: str | Path, overrides: dict[str, Any] | None = None) -> list[Stage]:
+    """:func:`load_stages` on a mapping already read (``path``: where it is, or will be, written)."""
+    path, run_dir, raw = Path(path), Path(run_dir).resolve(), dict(raw)
     stages = raw.pop("stages", None)
     if not isinstance(stages, list) or not stages:
         raise MedsegConfigError(f"{path}: stages: expected a non-empty list of stages")
@@ -115,4 +120,4 @@ def load_stages(path: str | Path, run_dir: str | Path, overrides: dict[str, Any]
     return out
 
 
-__all__ = ["Stage", "deep_merge", "is_staged", "load_stages"]
+__all__ = ["Stage", "deep_merge", "is_staged", "load_stages", "validate_stages"]

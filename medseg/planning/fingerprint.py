@@ -103,12 +103,15 @@ def _stats(values: np.ndarray) -> dict[str, float]:
 
 
 def case_fingerprint(case: Case, labels: list[int], rng: np.random.Generator) -> tuple[CaseFingerprint, list[np.ndarray]]:
-    """The fingerprint of one labelled case and its sampled foreground intensities per modality.
+    """The fingerprint of one case and its sampled foreground intensities per modality.
 
     Images ``(C, I, J, K)`` and label ``(I, J, K)`` are read in their stored geometry; nothing is resampled.
+    A case without a label map (registration images) has no label statistics; its foreground is the non-zero image.
     """
     images, geometry = read_modalities(case["image"])
-    label, _ = read_image(case["label"], "label")
+    label = np.zeros(images.shape[1:], dtype=np.uint8)
+    if case["label"] is not None:
+        label, _ = read_image(case["label"], "label")
     if label.shape != images.shape[1:]:
         raise MedsegInputError(case["label"], f"shape {label.shape} differs from its image's {images.shape[1:]}")
     foreground = label > 0
@@ -122,7 +125,7 @@ def case_fingerprint(case: Case, labels: list[int], rng: np.random.Generator) ->
         samples.append(rng.choice(values, take, replace=False) if take else values)
     voxel_ml = float(np.prod(geometry.spacing)) / 1000.0
     per_label = {}
-    for value in labels:
+    for value in labels if case["label"] is not None else []:
         mask = label == value
         voxels = int(mask.sum())
         components = int(ndimage.label(mask)[1]) if value != 0 and voxels else 0
@@ -154,15 +157,16 @@ def label_values(case_labels: list[np.ndarray] | None, names: dict[int, str] | N
 
 
 def fingerprint_cases(
-    cases: list[Case], source: str, modalities: list[str], labels: dict[int, str] | None = None, seed: int = 0
+    cases: list[Case], source: str, modalities: list[str], labels: dict[int, str] | None = None, seed: int = 0,
+    unlabelled: bool = False,
 ) -> Fingerprint:
-    """Fingerprint the labelled ``cases`` (unlabelled ones are skipped).
+    """Fingerprint the labelled ``cases`` (unlabelled ones are skipped, unless ``unlabelled``: registration images).
 
     ``labels``: declared label names (e.g. from ``dataset.json``); without them the values found in the
     label maps are used, named ``label_N``.
     """
     labelled = [c for c in cases if c["label"] is not None]
-    if not labelled:
+    if not labelled and not unlabelled:
         raise MedsegInputError(source, "has no labelled cases to plan from")
     if not labels:
         found = label_values([read_image(c["label"], "label")[0] for c in labelled], None)
@@ -170,7 +174,7 @@ def fingerprint_cases(
     rng = np.random.default_rng(seed)
     fps: list[CaseFingerprint] = []
     pooled: list[list[np.ndarray]] = [[] for _ in modalities]
-    for case in labelled:
+    for case in cases if unlabelled else labelled:
         fp, samples = case_fingerprint(case, sorted(labels), rng)
         if len(samples) != len(modalities):
             raise MedsegInputError(case["image"][0], f"case '{case['case']}' has {len(samples)} channel(s), the dataset {len(modalities)}")
@@ -178,9 +182,11 @@ def fingerprint_cases(
         for store, values in zip(pooled, samples):
             store.append(values)
     intensity = [_stats(np.concatenate(store)) for store in pooled]
-    totals = {str(v): sum(fp.labels[str(v)]["voxels"] for fp in fps) for v in sorted(labels)}
+    with_labels = [fp for fp in fps if fp.labels]
+    totals = {str(v): sum(fp.labels[str(v)]["voxels"] for fp in with_labels) for v in sorted(labels)}
     grand = max(sum(totals.values()), 1)
-    presence = {str(v): sum(fp.labels[str(v)]["voxels"] > 0 for fp in fps) / len(fps) for v in sorted(labels) if v != 0}
+    presence = {str(v): sum(fp.labels[str(v)]["voxels"] > 0 for fp in with_labels) / max(len(with_labels), 1)
+                for v in sorted(labels) if v != 0}
     return Fingerprint(
         source=source,
         modalities=list(modalities),

@@ -78,7 +78,7 @@ def unet_kwargs(in_channels: int, out_channels: int, topo: Topology, base: int, 
     }
 
 
-def _activation_bytes(net: nn.Module, x: torch.Tensor) -> int:
+def _activation_bytes(net: nn.Module, *inputs: torch.Tensor) -> int:
     """Bytes of every leaf module's output in one forward pass (what autograd keeps, approximately)."""
     total = 0
 
@@ -90,7 +90,7 @@ def _activation_bytes(net: nn.Module, x: torch.Tensor) -> int:
     handles = [m.register_forward_hook(hook) for m in net.modules() if not list(m.children())]
     try:
         with torch.no_grad():
-            net(x)
+            net(*inputs)
     finally:
         for h in handles:
             h.remove()
@@ -109,13 +109,16 @@ class StepMemory:
         return int(self.fixed + self.per_voxel * batch * math.prod(patch))
 
 
-def estimate_step_memory(name: str, kwargs: dict, divisor: Sequence[int]) -> StepMemory:
-    """Estimated memory of training ``name(**kwargs)`` (CPU, no step run): see the module docstring."""
+def estimate_step_memory(name: str, kwargs: dict, divisor: Sequence[int], pair: bool = False) -> StepMemory:
+    """Estimated memory of training ``name(**kwargs)`` (CPU, no step run): see the module docstring.
+
+    ``pair``: a registration network, called with ``(fixed, moving)``, each ``(1, in_channels, *probe)``.
+    """
     net = create_network(name, **kwargs).train()
     params = sum(p.numel() * p.element_size() for p in net.parameters())
     probe = [d * 2 for d in divisor]  # the smallest input every level can halve, doubled
-    x = torch.zeros(1, kwargs["in_channels"], *probe)
-    activations = _activation_bytes(net, x)
+    x = torch.zeros(1, kwargs.get("in_channels", 1), *probe)
+    activations = _activation_bytes(net, *((x, x) if pair else (x,)))
     return StepMemory(fixed=4 * params, per_voxel=activations / math.prod(probe))
 
 

@@ -3,7 +3,8 @@
 ``unet`` is planned from scratch (nnU-Net-style 3D UNet). The paper methods start from their bundled
 pipeline (the method's recipe) and take the dataset's data section, spacing, intensity preset (unless the
 method fixes it), channel counts and patch from the plan; every value they keep is commented with its source.
-Staged (H-DenseUNet) and registration (MICDIR, VoxelMorph) methods are not planned yet: an error says so.
+H-DenseUNet (staged) is planned by :mod:`medseg.planning.staged`, MICDIR and VoxelMorph (pairs) by
+:mod:`medseg.planning.registration`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from medseg.config import bundled_pipeline, read_yaml_mapping
+from medseg.data.pairs import PairSet
 from medseg.errors import MedsegConfigError
 from medseg.planning.fingerprint import Fingerprint
 from medseg.planning.planner import (
@@ -22,15 +24,13 @@ from medseg.planning.planner import (
     plan_patch,
     plan_spacing,
 )
+from medseg.planning.registration import RECIPES as REGISTRATION
+from medseg.planning.registration import plan_registration
+from medseg.planning.staged import fixed, plan_hdenseunet
 
 #: method -> its bundled recipe (the fixed choices)
 TEMPLATES = {"ivdnet": "ivd_ivdnet", "nested": "brats_nested", "dsaif": "semisup_dsaif"}
-NOT_YET = {
-    "hdenseunet": "a staged (3-stage) recipe; start from pipelines/liver_tumor_hdenseunet.yaml",
-    "micdir": "a registration method (image pairs); start from pipelines/brain_micdir.yaml",
-    "voxelmorph": "a registration method (image pairs); start from pipelines/brain_voxelmorph.yaml",
-}
-METHODS = ["unet", *TEMPLATES, *NOT_YET]
+METHODS = ["unet", "hdenseunet", *TEMPLATES, *REGISTRATION]
 
 
 def data_section(fp: Fingerprint, dataset: str, layout: str) -> dict[str, Any]:
@@ -99,19 +99,12 @@ def plan_unet(fp: Fingerprint, target: Target, dataset: str, layout: str, name: 
     return Plan(tree, [note])
 
 
-def _fixed(node: Any, source: str) -> Any:
-    """Every leaf of a template section wrapped with its source as the reason."""
-    if isinstance(node, dict) and node and all(isinstance(k, str) for k in node):
-        return {k: _fixed(v, source) for k, v in node.items()}
-    return Planned(node, f"the method's fixed choice ({source})")
-
-
 def plan_from_template(method: str, fp: Fingerprint, target: Target, dataset: str, layout: str, name: str) -> Plan:
     """A paper method's recipe with the dataset-dependent values planned."""
     path = bundled_pipeline(TEMPLATES[method])
     source = f"pipelines/{path.name}"
     raw = read_yaml_mapping(path)
-    tree = {k: _fixed(v, source) for k, v in raw.items()}
+    tree = {k: fixed(v, source) for k, v in raw.items()}
     tree["name"] = Planned(name, "planned by medseg plan")
     data = data_section(fp, dataset, layout)
     if "val_fraction" in raw.get("data", {}):
@@ -141,14 +134,20 @@ def plan_from_template(method: str, fp: Fingerprint, target: Target, dataset: st
     return Plan(tree, [f"{method}: recipe of {source}; data, spacing, intensity, channels and patch planned"])
 
 
-def build_plan(method: str, fp: Fingerprint, target: Target, dataset: str, layout: str = "auto", name: str = "planned") -> Plan:
-    """The plan for ``method`` (one of :data:`METHODS`)."""
-    if method in NOT_YET:
-        raise MedsegConfigError(f"--method {method}: not planned automatically yet ({NOT_YET[method]})")
+def build_plan(
+    method: str, fp: Fingerprint, target: Target, dataset: str, layout: str = "auto", name: str = "planned", pairs: PairSet | None = None
+) -> Plan:
+    """The plan for ``method`` (one of :data:`METHODS`); ``pairs``: the pair source of a registration method."""
     if method == "unet":
         return plan_unet(fp, target, dataset, layout, name)
+    if method == "hdenseunet":
+        return plan_hdenseunet(fp, target, data_section(fp, dataset, layout), name)
     if method in TEMPLATES:
         return plan_from_template(method, fp, target, dataset, layout, name)
+    if method in REGISTRATION:
+        if pairs is None:
+            raise MedsegConfigError(f"--method {method}: plans from a pair source (pairs.json, Learn2Reg JSON, imagesTr/ or OASIS folders)")
+        return plan_registration(method, fp, target, data_section(fp, dataset, layout), name, pairs)
     raise MedsegConfigError(f"--method {method}: unknown method (known: {', '.join(METHODS)})")
 
 

@@ -13,14 +13,17 @@ import torch
 import yaml
 
 from medseg.config import validate_pipeline
+from medseg.config.stages import validate_stages
 from medseg.data.layouts import Case, discover_cases, load_image_label_folders
+from medseg.data.pairs import PairSet, discover_pairs
 from medseg.errors import MedsegConfigError
 from medseg.io.atomic import write_text
 from medseg.io.checks import Problem, check_image, check_label
 from medseg.io.image_io import read_image
 from medseg.planning.fingerprint import fingerprint_cases
-from medseg.planning.methods import build_plan
-from medseg.planning.planner import GiB, Target, planning_warnings
+from medseg.planning.methods import REGISTRATION, build_plan
+from medseg.planning.planner import GiB, Target, planning_warnings, spacing_outliers
+from medseg.planning.registration import pair_cases
 from medseg.planning.render import render_yaml
 
 #: modality names of the registered layouts (their loaders return the images in this order)
@@ -86,6 +89,18 @@ def describe_dataset(path: str | Path, layout: str = "auto", modalities: list[st
     return Dataset(path, layout, cases, list(names), _labels(meta), notes)
 
 
+def describe_pairs(path: str | Path, layout: str = "auto", modalities: list[str] | None = None) -> tuple[Dataset, PairSet]:
+    """A registration pair source (any layout :func:`~medseg.data.pairs.discover_pairs` reads) as the
+    distinct images of its pairs, with its modality name (``modalities`` or a guess)."""
+    pairs = discover_pairs(path, layout)
+    cases = pair_cases(pairs)
+    names = modalities or [_guess_modality(cases[0]["image"][0])]
+    notes = [] if modalities else [f"modality guessed from intensities: {names[0]} (give --modalities to name it)"]
+    if len(names) != 1:
+        raise MedsegConfigError(f"{path}: registration pairs have one image each; got {len(names)} modality names")
+    return Dataset(Path(path), layout, cases, list(names), pairs.labels, notes), pairs
+
+
 def parse_memory(text: str) -> int:
     """``24GB`` / ``24 GiB`` / ``16000MB`` -> bytes (GB read as GiB, as GPU vendors print them)."""
     t = text.strip().upper().replace(" ", "").removesuffix("B").removesuffix("I")
@@ -128,23 +143,35 @@ def plan_dataset(
     """
     target = target or resolve_target(None, "auto")
     out = Path(out)
-    ds = describe_dataset(dataset, layout, modalities)
-    fp = fingerprint_cases(ds.cases, str(ds.path), ds.modalities, ds.labels)
+    pairs = None
+    if method in REGISTRATION:
+        ds, pairs = describe_pairs(dataset, layout, modalities)
+    else:
+        ds = describe_dataset(dataset, layout, modalities)
+    fp = fingerprint_cases(ds.cases, str(ds.path), ds.modalities, ds.labels, unlabelled=pairs is not None)
     rel = os.path.relpath(Path(dataset).resolve(), out.resolve().parent)
-    plan = build_plan(method, fp, target, rel, layout, name or out.stem)
+    plan = build_plan(method, fp, target, rel, layout, name or out.stem, pairs)
+    what = f"{len(fp.cases)} images of {len(pairs.train)} training pairs" if pairs else f"{len(fp.cases)} labelled cases"
+    train = {
+        "hdenseunet": "Train: medseg train THIS.yaml -o RUN (every stage in order; the model is RUN/hybrid/model).",
+        **{m: "Train: medseg train THIS.yaml -o RUN; then medseg register -m RUN/model --fixed F --moving M -o moved.nii.gz." for m in REGISTRATION},
+    }.get(method, "Train: medseg train THIS.yaml --folds 5 -o RUN; then medseg ensemble RUN -o model_ens.")
     header = [
-        f"Planned by `medseg plan` for {ds.path} ({len(fp.cases)} labelled cases, {', '.join(fp.modalities)}; method {method},",
+        f"Planned by `medseg plan` for {ds.path} ({what}, {', '.join(fp.modalities)}; method {method},",
         f"target {target.device}, {target.budget_text}). The dataset's fingerprint: fingerprint.json next to this file.",
-        "Train: medseg train THIS.yaml --folds 5 -o RUN; then medseg ensemble RUN -o model_ens.",
+        train,
     ]
     text = render_yaml(plan, header)
     raw = yaml.safe_load(text)
-    validate_pipeline(raw, source=str(out), base_dir=out.parent)
+    if "stages" in raw:  # every stage merged over the shared keys and validated, as `medseg train` does
+        validate_stages(raw, out, out.parent / "RUN")
+    else:
+        validate_pipeline(raw, source=str(out), base_dir=out.parent)
     out.parent.mkdir(parents=True, exist_ok=True)
     fp_path = fp.save(out.parent / "fingerprint.json")
     write_text(out, text)
     return {"pipeline": str(out), "fingerprint": str(fp_path), "config": raw, "notes": ds.notes + plan.notes,
-            "warnings": planning_warnings(fp)}
+            "warnings": spacing_outliers(fp) if pairs else planning_warnings(fp)}
 
 
 def preflight(dataset: str | Path, layout: str = "auto", modalities: list[str] | None = None, folds: int = 5) -> tuple[list[Problem], list[str]]:
@@ -173,4 +200,4 @@ def preflight(dataset: str | Path, layout: str = "auto", modalities: list[str] |
     return problems, warnings
 
 
-__all__ = ["Dataset", "describe_dataset", "parse_memory", "plan_dataset", "preflight", "resolve_target"]
+__all__ = ["Dataset", "describe_dataset", "describe_pairs", "parse_memory", "plan_dataset", "preflight", "resolve_target"]

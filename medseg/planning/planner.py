@@ -77,6 +77,8 @@ class Plan:
                 return strip(node.value)
             if isinstance(node, dict):
                 return {k: strip(v) for k, v in node.items()}
+            if isinstance(node, list):
+                return [strip(v) for v in node]
             return node
 
         return strip(self.tree)

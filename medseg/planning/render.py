@@ -1,4 +1,4 @@
-"""A plan as pipeline YAML: block style for sections, flow style for values, each value's reason as a comment."""
+"""A plan as pipeline YAML: block style for sections (and ``stages:`` lists), flow style for values, each value's reason as a comment."""
 
 from __future__ import annotations
 
@@ -22,6 +22,12 @@ def _lines(node: dict[str, Any], indent: int) -> list[str]:
         if isinstance(child, dict) and child and all(isinstance(k, str) for k in child):
             out.append(f"{pad}{key}:")
             out += _lines(child, indent + 1)
+            continue
+        if isinstance(child, list) and child and all(isinstance(item, dict) for item in child):  # stages: block list
+            out.append(f"{pad}{key}:")
+            for item in child:
+                lines = _lines(item, indent + 2)
+                out += [f"{pad}  - {lines[0].lstrip()}", *lines[1:]]
             continue
         planned = child if isinstance(child, Planned) else Planned(child)
         value = planned.value
