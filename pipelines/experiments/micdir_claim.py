@@ -68,7 +68,7 @@ class Budget:
 
 BUDGETS = {
     # CPU (the design): stride 8 for both networks; MICDIR keeps the code's 4^3 nodes (pooled from 6^3)
-    "cpu": Budget(4, (48, 48, 48), n_train=40, n_test=8, steps=240, batch=1, lr=1e-3,
+    "cpu": Budget(4, (48, 48, 48), n_train=40, n_test=8, steps=360, batch=1, lr=1e-3,
                   micdir={"encoder_channels": [16, 32, 32, 32], "decoder_channels": [32, 32, 32]},
                   voxelmorph={"encoder_channels": [32, 32, 32], "decoder_channels": [32, 32, 32, 32, 16]}),
     # GPU (secondary run): 3 mm, 64^3, one level deeper (stride 16: the deepest map is the 4^3 node grid, the
@@ -128,6 +128,7 @@ def config_for(arm: str, seed: int, budget: Budget, index: Path) -> Any:
         "train.epochs": epochs,
         "train.iterations_per_epoch": max(1, budget.steps // epochs),
         "train.lr": budget.lr,
+        "train.threads": 1,  # deterministic pipelines default to 2 threads; claims.run_parallel runs one per process
     }
     config = load_pipeline(bundled_pipeline(pipeline), overrides)
     sizes = budget.voxelmorph if pipeline == "brain_voxelmorph" else budget.micdir
