@@ -149,6 +149,9 @@ class DeformationSpec:
         integration_steps: squarings (7).
         max_rotation_deg / max_scaling: optional affine part (uniform per axis in +/- these), composed after
             the smooth part about the grid centre.
+        extra_scales: further velocity components ``(max_displacement_mm, smoothness_mm)``, each drawn and
+            scaled as the main one and added to it before integration: multi-scale deformations (a global
+            component plus finer, local ones). Default none (the pairs are then as before the option).
     """
 
     max_displacement_mm: float = 8.0
@@ -156,12 +159,21 @@ class DeformationSpec:
     integration_steps: int = 7
     max_rotation_deg: float = 0.0
     max_scaling: float = 0.0
+    extra_scales: tuple[tuple[float, float], ...] = ()
+
+    def __post_init__(self) -> None:
+        scales = tuple((float(a), float(s)) for a, s in self.extra_scales)  # YAML gives lists of lists
+        if any(a < 0 or s <= 0 for a, s in scales):
+            raise ValueError(f"extra_scales: (max_displacement_mm >= 0, smoothness_mm > 0) pairs, got {self.extra_scales}")
+        object.__setattr__(self, "extra_scales", scales)
 
 
-#: Large, smooth deformations and small, more local ones.
+#: Large, smooth deformations, small, more local ones, and larger multi-scale ones (a global component up to
+#: 32 mm with 32 mm smoothness plus 12 mm / 12 mm and 6 mm / 8 mm components: MICDIR's claim experiment).
 DEFORMATIONS: dict[str, DeformationSpec] = {
     "large": DeformationSpec(max_displacement_mm=8.0, smoothness_mm=16.0),
     "small": DeformationSpec(max_displacement_mm=3.0, smoothness_mm=8.0),
+    "multiscale": DeformationSpec(max_displacement_mm=32.0, smoothness_mm=32.0, extra_scales=((12.0, 12.0), (6.0, 8.0))),
 }
 
 
@@ -184,10 +196,9 @@ def random_deformation(
 ) -> np.ndarray:
     """``(3, *shape)`` pull-back displacement (voxels) of a random diffeomorphism (see :class:`DeformationSpec`)."""
     spacing = np.asarray(spacing_mm, dtype=np.float64)
-    sigma = [0.0, *(spec.smoothness_mm / spacing)]
-    velocity_mm = smooth_noise((3, *shape), sigma, rng)
-    amplitude = rng.uniform(0.5, 1.0) * spec.max_displacement_mm
-    velocity_mm *= np.float32(amplitude / max(float(np.sqrt((velocity_mm**2).sum(0)).max()), 1e-6))
+    velocity_mm = _velocity_component(shape, spacing, spec.max_displacement_mm, spec.smoothness_mm, rng)
+    for max_displacement_mm, smoothness_mm in spec.extra_scales:
+        velocity_mm += _velocity_component(shape, spacing, max_displacement_mm, smoothness_mm, rng)
     velocity = velocity_mm / spacing.astype(np.float32)[:, None, None, None]
     integrate = DiffeomorphicIntegration(spec.integration_steps, downsize=1, padding_mode="border")
     with torch.no_grad():
@@ -203,6 +214,16 @@ def random_deformation(
         points = identity_grid(shape) + flow - centre.view(3, 1, 1, 1)
         flow = torch.einsum("ij,j...->i...", matrix, points) + centre.view(3, 1, 1, 1) - identity_grid(shape)
     return flow.numpy().astype(np.float32)
+
+
+def _velocity_component(
+    shape: Sequence[int], spacing: np.ndarray, max_displacement_mm: float, smoothness_mm: float, rng: np.random.Generator
+) -> np.ndarray:
+    """``(3, *shape)`` smoothed white noise (mm) whose largest vector is ``U(0.5, 1) * max_displacement_mm``."""
+    velocity_mm = smooth_noise((3, *shape), [0.0, *(smoothness_mm / spacing)], rng)
+    amplitude = rng.uniform(0.5, 1.0) * max_displacement_mm
+    velocity_mm *= np.float32(amplitude / max(float(np.sqrt((velocity_mm**2).sum(0)).max()), 1e-6))
+    return velocity_mm
 
 
 def _rotation(angles: np.ndarray) -> np.ndarray:
@@ -303,7 +324,7 @@ def make_pair(
         template: from :func:`load_mni152` (default: 2 mm, 96^3).
         fixed_contrast / moving_contrast: ``"t1"`` or ``"t2"`` (T1 fixed, T2 moving is intermodal as in
             the paper).
-        deformation: ``"large"``, ``"small"`` (:data:`DEFORMATIONS`) or a :class:`DeformationSpec`.
+        deformation: ``"large"``, ``"small"``, ``"multiscale"`` (:data:`DEFORMATIONS`) or a :class:`DeformationSpec`.
         intensity: intensity changes (None: raw synthesised intensities, no normalisation).
         fixed_is_template: the fixed image is the undeformed template (atlas registration).
 

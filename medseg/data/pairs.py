@@ -300,7 +300,7 @@ def generate_pairs(kind: str, root: Path, n_train: int, n_test: int, seed: int, 
 @register_pair_generator("mni152_pairs")
 def mni152_pairs(root: Path, n_train: int, n_test: int = 0, seed: int = 0, **options: Any) -> Path:
     """MNI152-derived pairs (``pairs.json``): options ``resolution_mm`` (2), ``shape``, ``multiple_of``
-    (32), ``fixed_contrast``/``moving_contrast`` (``t1``/``t2``), ``deformation`` (``large``/``small`` or a
+    (32), ``fixed_contrast``/``moving_contrast`` (``t1``/``t2``), ``deformation`` (``large``/``small``/``multiscale`` or a
     dict of :class:`~medseg.data.mni152.DeformationSpec` fields), ``fixed_is_template`` (False)."""
     from medseg.data.mni152 import DeformationSpec, load_mni152, write_pairs
 
