@@ -52,23 +52,29 @@ class Design:
     command: str = ""  # the command that reproduces the results
 
 
-def _init_worker() -> None:
-    import torch
-
-    torch.set_num_threads(1)
-
-
 def run_parallel(function: Callable[..., Any], tasks: Sequence[tuple[Any, ...]], processes: int) -> list[Any]:
     """``[function(*task) for task in tasks]`` in ``processes`` spawned processes of one thread each.
 
-    ``function`` must be importable (a module-level function of the experiment script).
+    ``function`` must be importable by name in a fresh process: a function of the experiment script run as
+    ``__main__`` (spawn re-runs the script as ``__mp_main__``), or of an installed module. Nothing of this
+    module is sent to the workers (scripts load it under names of their own); the one-thread setting travels as
+    ``OMP_NUM_THREADS=1``, which torch reads when a worker imports it.
     """
+    import torch
+
     if processes <= 1 or len(tasks) <= 1:
-        _init_worker()
+        torch.set_num_threads(1)
         return [function(*task) for task in tasks]
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    with multiprocessing.get_context("spawn").Pool(processes, initializer=_init_worker) as pool:
-        return pool.starmap(function, tasks, chunksize=1)
+    previous = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = "1"
+    try:
+        with multiprocessing.get_context("spawn").Pool(processes) as pool:
+            return pool.starmap(function, tasks, chunksize=1)
+    finally:
+        if previous is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = previous
 
 
 def score_matrix(rows: Iterable[dict[str, Any]], arm: str, key: str = "score") -> tuple[np.ndarray, list[int], list[str]]:
