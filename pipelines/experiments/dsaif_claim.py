@@ -30,7 +30,6 @@ Writes ``OUT/results.json`` and ``OUT/results.md`` and prints the markdown.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 import time
@@ -50,6 +49,9 @@ from medseg.model.package import load_model_package
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
+sys.path.insert(0, str(HERE))  # spawned workers get this path too, so they import the same claims module
+import claims  # noqa: E402  - the shared statistics beside this script
+
 PIPELINE = ROOT / "pipelines" / "semisup_dsaif_phantom.yaml"
 
 # ---- design constants (dsaif_design.md says the same) ----
@@ -69,19 +71,8 @@ QUICK = {"train.epochs": 1, "train.iterations_per_epoch": 2, "train.val_every": 
 COMMAND = "python pipelines/experiments/dsaif_claim.py --out runs/dsaif_claim --processes 2"
 
 
-def _claims() -> Any:
-    """pipelines/experiments/claims.py (a script folder, not a package)."""
-    if "dsaif_claims" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("dsaif_claims", HERE / "claims.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-    return sys.modules["dsaif_claims"]
-
-
-def design() -> Any:
-    return _claims().Design(
+def design() -> claims.Design:
+    return claims.Design(
         method="DSAIF",
         claim="with 10% of the cases labelled, DSAIF beats the same network trained on the labelled cases only",
         paper="DSAIF above labelled-only training at 10% labels (LA, Pancreas-NIH; figures unverified, METHODS.md)",
@@ -142,7 +133,6 @@ def main(argv: list[str] | None = None) -> int:
     data = args.out / "data"
     if not (data / "dataset.json").is_file():
         generate_phantom(syn.kind, data, syn.n_train, syn.n_test, syn.seed, **syn.options)
-    claims = _claims()
     tasks = [(args.out, data, arm, seed, overrides, args.device) for seed in seeds for arm in args.arms]
     results = claims.run_parallel(run_one, tasks, args.processes)
     for r in results:
