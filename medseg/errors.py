@@ -20,6 +20,10 @@ class MedsegInputError(MedsegError):
         self.problem = problem
         super().__init__(f"{path}: {problem}" if path is not None else problem)
 
+    def __reduce__(self) -> tuple[type[MedsegInputError], tuple[str | None, str]]:
+        """Picklable (a worker process's error must reach its parent, e.g. through multiprocessing)."""
+        return (type(self), (self.path, self.problem))
+
 
 class MedsegOutputError(MedsegError):
     """An output that cannot be written (exists without --force, folder not writable, ...)."""

@@ -137,6 +137,7 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--arms", choices=("both", "baseline"), default="both",
                         help="'baseline' for budget pilots (no comparison: prints the gate only)")
     args = parser.parse_args(argv)
+    args.out = args.out.resolve()  # the pipelines resolve a relative data path against their own folder
     seeds = args.seeds or ([0] if args.quick else list(SEEDS))
     phantom, budget = (QUICK_PHANTOM, QUICK_BUDGET) if args.quick else (PHANTOM, BUDGET)
     args.out.mkdir(parents=True, exist_ok=True)
