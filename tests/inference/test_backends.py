@@ -25,8 +25,9 @@ CPU = torch.device("cpu")
 
 @pytest.fixture
 def package(tmp_path: Path, tiny_model: Path) -> Path:
-    """A private copy of the session's tiny model (its export cache starts empty)."""
-    return Path(shutil.copytree(tiny_model, tmp_path / "model"))
+    """A private copy of the session's tiny model whose export cache starts empty (other tests, e.g. the gateway's
+    `--backend auto` jobs, may have exported the shared one)."""
+    return Path(shutil.copytree(tiny_model, tmp_path / "model", ignore=shutil.ignore_patterns(".medseg-cache")))
 
 
 @pytest.fixture
