@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-EXPERIMENTS = Path(__file__).resolve().parents[2] / "pipelines" / "experiments"
-
-
-def load(name: str):  # noqa: ANN201 - a script module
-    spec = importlib.util.spec_from_file_location(f"experiments_{name}", EXPERIMENTS / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
+from tests.experiments.scripts import load
 
 claims = load("claims")
 DESIGN = claims.Design(method="M", claim="B beats A", paper="+0.1", metric="Dice", baseline="A", treatment="B",

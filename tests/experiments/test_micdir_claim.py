@@ -8,7 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.experiments.test_claims import EXPERIMENTS, claims
+from tests.experiments.scripts import EXPERIMENTS
+from tests.experiments.test_claims import claims
 
 
 def test_quick_run_writes_paired_rows_and_a_verdict(tmp_path: Path) -> None:
