@@ -26,6 +26,7 @@ import os
 import platform
 import sys
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,9 @@ def run_parallel(function: Callable[..., Any], tasks: Sequence[tuple[Any, ...]],
     ``function`` must be importable by name in a fresh process: a function of the experiment script run as
     ``__main__`` (spawn re-runs the script as ``__mp_main__``), or of an installed module. Nothing of this
     module is sent to the workers (scripts load it under names of their own); the one-thread setting travels as
-    ``OMP_NUM_THREADS=1``, which torch reads when a worker imports it.
+    ``OMP_NUM_THREADS=1``, which torch reads when a worker imports it. A worker that dies outright (killed for
+    memory, a crash in native code) raises ``BrokenProcessPool`` here instead of leaving the run waiting forever
+    (``multiprocessing.Pool`` replaces a dead worker and never returns its task).
     """
     import torch
 
@@ -68,8 +71,8 @@ def run_parallel(function: Callable[..., Any], tasks: Sequence[tuple[Any, ...]],
     previous = os.environ.get("OMP_NUM_THREADS")
     os.environ["OMP_NUM_THREADS"] = "1"
     try:
-        with multiprocessing.get_context("spawn").Pool(processes) as pool:
-            return pool.starmap(function, tasks, chunksize=1)
+        with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
+            return list(pool.map(function, *zip(*tasks)))
     finally:
         if previous is None:
             os.environ.pop("OMP_NUM_THREADS", None)

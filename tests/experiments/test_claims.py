@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -73,3 +74,11 @@ def test_results_table_reads_what_write_results_wrote(tmp_path: Path) -> None:
 
 def test_run_parallel_runs_every_task_in_order() -> None:
     assert claims.run_parallel(pow, [(2, 3), (3, 2), (4, 1)], processes=2) == [8, 9, 4]
+
+
+def test_run_parallel_fails_when_a_worker_dies() -> None:
+    """A worker killed outright (here: os._exit, as an out-of-memory kill would) stops the run with an error."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    with pytest.raises(BrokenProcessPool):
+        claims.run_parallel(os._exit, [(3,), (4,)], processes=2)
