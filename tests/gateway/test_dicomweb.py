@@ -16,8 +16,8 @@ from pydicom.data import get_testdata_file
 from medseg.gateway.sender import dicomweb_client
 from tests.conftest import run_medseg_captured
 from tests.gateway.conftest import http_json
-from tests.gateway.orthanc import HttpsProxy, Orthanc, dicomweb_plugin, free_port, wait_for
-from tests.gateway.test_orthanc_end_to_end import check_seg_of, done_jobs, start_gateway
+from tests.gateway.orthanc import HttpsProxy, Orthanc, check_seg_of, dicomweb_plugin, free_port, wait_for
+from tests.gateway.test_orthanc_end_to_end import done_jobs, start_gateway
 from tests.gateway.test_tls import make_certificate
 
 needs_dicomweb = pytest.mark.skipif(dicomweb_plugin() is None, reason="Orthanc's DICOMweb plugin is not installed (apt-get install -y orthanc-dicomweb)")
