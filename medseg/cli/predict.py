@@ -27,7 +27,8 @@ def predict(
     dicomweb: str | None = typer.Option(None, "--dicomweb", metavar="URL", help="Pull the input from this DICOMweb server (QIDO-RS/WADO-RS; e.g. http://pacs:8042/dicom-web) instead of -i; needs --study."),
     study: str | None = typer.Option(None, "--study", metavar="UID", help="The StudyInstanceUID to pull with --dicomweb."),
     send_to: list[str] | None = typer.Option(None, "--send-to", metavar="TARGET", help="Send the DICOM SEG to a PACS (repeatable): AE@host:port (C-STORE, calling AE MEDSEG) or an http(s):// DICOMweb root (STOW-RS)."),
-    token_env: str | None = typer.Option(None, "--token-env", metavar="NAME", help="Environment variable holding a bearer token for --dicomweb and DICOMweb --send-to (HTTPS certificates: REQUESTS_CA_BUNDLE)."),
+    token_env: str | None = typer.Option(None, "--token-env", metavar="NAME", help="Environment variable holding a bearer token for --dicomweb and DICOMweb --send-to."),
+    ca: Path | None = typer.Option(None, "--ca", metavar="PATH", help="PEM bundle of the CA that signs the HTTPS certificates of --dicomweb and DICOMweb --send-to (a private CA; default: the system's trust store or REQUESTS_CA_BUNDLE)."),
     report: bool | None = typer.Option(None, "--report/--no-report", help="Per-case JSON report and PNG preview (default: on in batch mode)."),
     uncertainty: bool = typer.Option(False, "--uncertainty", help="Also write a voxel-wise entropy map (case.entropy.nii.gz); its per-label means go into the report."),
     probabilities: Path | None = typer.Option(None, metavar="PATH", help="Also write float probabilities (channels last), same geometry (a folder in batch mode)."),
@@ -63,7 +64,7 @@ def predict(
     from medseg.progress import console, make_progress, set_quiet
 
     set_quiet(quiet)
-    with remote_io(inputs or [], output, output_format, dicomweb, study, series_uid, send_to or [], token_env) as remote:
+    with remote_io(inputs or [], output, output_format, dicomweb, study, series_uid, send_to or [], token_env, ca) as remote:
         request = PredictRequest(
             remote.inputs, remote.output, model, remote.output_format, series_uid, report, uncertainty, probabilities, preview, stats,
             modalities, layout, parse_extras(extra), force, case_name=remote.case_name, html=html,

@@ -165,13 +165,41 @@ class HttpConfig(Strict):
 
 class DicomwebReceiver(Strict):
     """The optional STOW-RS receiver (``POST .../studies``): HTTPS when ``cert`` and ``key`` are given, and a
-    bearer token required when ``token_env`` names the environment variable holding it."""
+    bearer token required when ``token_env`` names the environment variable holding it. Requests from hosts
+    outside ``allowed_hosts`` (IP addresses or networks; empty: any host) get 403, bodies over ``max_body_mb``
+    megabytes (2**20 bytes) 413."""
 
     host: str = "127.0.0.1"
     port: int = Field(8043, ge=0, lt=65536)
     token_env: str | None = None
     cert: Path | None = None
     key: Path | None = None
+    max_body_mb: float = Field(2048.0, gt=0)
+    allowed_hosts: list[str] = Field(default_factory=list)
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        for entry in v:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"'{entry}' is not an IP address or network (such as 10.0.0.5 or 10.0.0.0/24)") from None
+        return v
+
+    @property
+    def max_body_bytes(self) -> int:
+        return int(self.max_body_mb * (1 << 20))
+
+    def host_allowed(self, address: str) -> bool:
+        """True when ``address`` is in ``allowed_hosts`` (or the list is empty)."""
+        if not self.allowed_hosts:
+            return True
+        try:
+            ip = ipaddress.ip_address(address.removeprefix("::ffff:"))
+        except ValueError:
+            return False
+        return any(ip in ipaddress.ip_network(entry, strict=False) for entry in self.allowed_hosts)
 
     @model_validator(mode="after")
     def _pair(self) -> DicomwebReceiver:

@@ -16,12 +16,15 @@ from medseg.io.atomic import atomic_path
 _SERIES_UID, _MODALITY, _COUNT = "0020000E", "00080060", "00201209"
 
 
-def find_image_series(url: str, study_uid: str, token_env: str | None = None) -> list[dict[str, object]]:
-    """QIDO-RS: the series of a study as ``{"series_uid", "modality", "instances"}``, most instances first."""
+def find_image_series(url: str, study_uid: str, token_env: str | None = None, verify: bool | str = True) -> list[dict[str, object]]:
+    """QIDO-RS: the series of a study as ``{"series_uid", "modality", "instances"}``, most instances first.
+
+    ``verify``: True checks HTTPS against the system's trust store, a path against that CA bundle only.
+    """
     import requests
 
     try:
-        found = dicomweb_client(url, token_env).search_for_series(study_uid, fields=[_COUNT])
+        found = dicomweb_client(url, token_env, verify=verify).search_for_series(study_uid, fields=[_COUNT])
     except (requests.RequestException, SendError) as exc:
         raise MedsegInputError(url, f"QIDO-RS search of study {study_uid} failed ({' '.join(str(exc).split())[:200]})") from exc
     value = lambda item, tag: (item.get(tag, {}).get("Value") or [""])[0]  # noqa: E731
@@ -29,9 +32,11 @@ def find_image_series(url: str, study_uid: str, token_env: str | None = None) ->
     return sorted(series, key=lambda s: -int(s["instances"]))
 
 
-def fetch_series(url: str, study_uid: str, series_uid: str | None, folder: Path, token_env: str | None = None) -> list[Path]:
+def fetch_series(
+    url: str, study_uid: str, series_uid: str | None, folder: Path, token_env: str | None = None, verify: bool | str = True,
+) -> list[Path]:
     """WADO-RS: write the image instances of a series (default: the study's largest image series) into ``folder``
-    as ``SOP_UID.dcm`` (atomically); returns their paths.
+    as ``SOP_UID.dcm`` (atomically); returns their paths. ``verify`` as for :func:`find_image_series`.
 
     Raises:
         MedsegInputError: no such study/series, no image series, or the server failed (one line).
@@ -39,7 +44,7 @@ def fetch_series(url: str, study_uid: str, series_uid: str | None, folder: Path,
     import requests
 
     if series_uid is None:
-        found = find_image_series(url, study_uid, token_env)
+        found = find_image_series(url, study_uid, token_env, verify)
         if not found:
             raise MedsegInputError(url, f"study {study_uid} not found (QIDO-RS lists no series of it)")
         images = [s for s in found if s["modality"] in ("CT", "MR", "PT")]
@@ -47,7 +52,7 @@ def fetch_series(url: str, study_uid: str, series_uid: str | None, folder: Path,
             raise MedsegInputError(url, f"study {study_uid} has no CT, MR or PET series")
         series_uid = str(images[0]["series_uid"])
     try:
-        datasets = dicomweb_client(url, token_env).retrieve_series(study_uid, series_uid)
+        datasets = dicomweb_client(url, token_env, verify=verify).retrieve_series(study_uid, series_uid)
     except requests.HTTPError as exc:
         code = exc.response.status_code if exc.response is not None else "?"
         why = "not found" if code == 404 else f"HTTP {code}"

@@ -10,6 +10,7 @@ folder too (only sent). Everything is checked before anything is pulled or writt
 from __future__ import annotations
 
 import importlib.util
+import ssl
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -40,20 +41,35 @@ class RemoteIO:
     destinations: tuple[Destination, ...]
 
 
-def parse_destination(text: str, token_env: str | None = None) -> Destination:
-    """``--send-to`` as a :class:`Destination` (``AE@host:port`` or an ``http(s)://`` DICOMweb root)."""
+def parse_destination(text: str, token_env: str | None = None, ca: Path | None = None) -> Destination:
+    """``--send-to`` as a :class:`Destination` (``AE@host:port`` or an ``http(s)://`` DICOMweb root; ``ca`` for the latter)."""
     try:
-        return Destination(target=text, token_env=token_env)
+        destination = Destination(target=text, token_env=token_env)
     except ValidationError:
         raise MedsegInputError(None, f"--send-to {text}: expected AE@host:port (DICOM C-STORE) or an http(s):// DICOMweb URL") from None
+    return destination.model_copy(update={"ca": ca}) if destination.is_dicomweb else destination
+
+
+def check_ca(ca: Path) -> Path:
+    """``--ca``: an absolute path to a PEM bundle that Python's ssl loads (else a one-line error naming the file)."""
+    if not ca.is_file():
+        raise MedsegInputError(ca, "--ca: CA bundle not found")
+    try:
+        ssl.create_default_context(cafile=str(ca))
+    except (ssl.SSLError, ValueError) as exc:
+        raise MedsegInputError(ca, f"--ca: not a PEM CA bundle ({exc})") from None
+    return ca.resolve()
 
 
 @contextmanager
 def remote_io(
     inputs: Sequence[Path], output: Path | None, output_format: str | None, dicomweb: str | None, study: str | None,
-    series: str | None, send_to: Sequence[str], token_env: str | None = None,
+    series: str | None, send_to: Sequence[str], token_env: str | None = None, ca: Path | None = None,
 ) -> Iterator[RemoteIO]:
     """Check the options, pull the series (``dicomweb``) into a temporary folder, and yield what to predict.
+
+    ``ca`` checks the HTTPS certificates of ``dicomweb`` and of DICOMweb destinations against that bundle only,
+    as a destination's ``ca`` in ``gateway.yaml`` does.
 
     Raises:
         MedsegInputError: options that do not fit together, an unreachable server, an unknown study or series
@@ -70,7 +86,11 @@ def remote_io(
             raise MedsegInputError(None, "--dicomweb needs --study UID (and optionally --series UID)")
     elif not inputs:
         raise MedsegInputError(None, "no input given (-i, or --dicomweb URL --study UID)")
-    destinations = tuple(parse_destination(t, token_env) for t in send_to)
+    if ca is not None:
+        if dicomweb is None and not any(t.startswith(("http://", "https://")) for t in send_to):
+            raise MedsegInputError(None, "--ca is for HTTPS DICOMweb (--dicomweb, or --send-to an https:// URL)")
+        ca = check_ca(ca)
+    destinations = tuple(parse_destination(t, token_env, ca) for t in send_to)
     needed = {"dicomweb_client": dicomweb is not None or any(d.is_dicomweb for d in destinations),
               "pynetdicom": any(not d.is_dicomweb for d in destinations)}
     missing = [name for name, need in needed.items() if need and importlib.util.find_spec(name) is None]
@@ -85,7 +105,7 @@ def remote_io(
         if dicomweb is not None:
             assert study is not None
             folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="medseg-dicomweb-")))
-            pulled = fetch_series(dicomweb.rstrip("/"), study, series, folder, token_env)
+            pulled = fetch_series(dicomweb.rstrip("/"), study, series, folder, token_env, str(ca) if ca is not None else True)
             inputs, case_name = (folder,), str(pydicom.dcmread(pulled[0], stop_before_pixels=True).SeriesInstanceUID)
         if output is None:
             output = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="medseg-seg-"))) / "series.seg.dcm"
@@ -107,4 +127,4 @@ def send_seg(seg: Path, destinations: Sequence[Destination], calling_ae: str = C
             raise MedsegOutputError(f"--send-to {exc}") from exc
 
 
-__all__ = ["CALLING_AE", "RemoteIO", "parse_destination", "remote_io", "send_seg"]
+__all__ = ["CALLING_AE", "RemoteIO", "check_ca", "parse_destination", "remote_io", "send_seg"]

@@ -6,7 +6,9 @@ Each instance goes through the same checks, atomic write and queue row as a C-ST
 DIMSE ones. The answer is the PS3.18 store response (``application/dicom+json``: ReferencedSOPSequence and
 FailedSOPSequence with the DIMSE status as FailureReason): 200 when all instances were stored, 202 when some,
 409 when none. With ``token_env``, requests need ``Authorization: Bearer <token>`` (else 401); with ``cert``
-and ``key``, it speaks HTTPS only. Nothing here waits for inference.
+and ``key``, it speaks HTTPS only. Hosts outside ``allowed_hosts`` get 403, a body over ``max_body_mb`` 413
+(by its Content-Length before it is read, a chunked one as soon as it passes the limit; the checks that need
+no body also answer ``Expect: 100-continue``). Nothing here waits for inference.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ import json
 import logging
 import os
 import re
+import socket
 import ssl
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -34,6 +38,12 @@ log = logging.getLogger("medseg.gateway")
 STOW_CALLER = "STOW-RS"
 _PATH = re.compile(r"^(?:/[^?]*)?/studies(?:/(?P<study>[0-9.]+))?/?$")
 _BOUNDARY = re.compile(r'boundary="?([^";]+)"?', re.I)
+#: A refused request's body up to this size is read before the answer, so that the client sees it.
+_SMALL_BODY = 64 << 20
+
+
+class BodyTooLarge(Exception):
+    """A request body longer than the receiver's limit (``max_body_mb``)."""
 
 
 def split_multipart(body: bytes, boundary: bytes) -> list[bytes]:
@@ -52,19 +62,50 @@ def split_multipart(body: bytes, boundary: bytes) -> list[bytes]:
     return parts
 
 
-def read_body(h: BaseHTTPRequestHandler) -> bytes:
-    """A request's body, by Content-Length or chunked transfer coding (dicomweb-client sends large studies chunked)."""
-    if "chunked" in h.headers.get("Transfer-Encoding", "").lower():
+def _chunked(h: BaseHTTPRequestHandler) -> bool:
+    return "chunked" in h.headers.get("Transfer-Encoding", "").lower()
+
+
+def read_body(h: BaseHTTPRequestHandler, limit: int | None = None) -> bytes:
+    """A request's body, by Content-Length or chunked transfer coding (dicomweb-client sends large studies chunked).
+
+    Raises:
+        BodyTooLarge: the body is longer than ``limit`` bytes: a Content-Length before anything is read, a
+            chunked body at the chunk that passes the limit (that chunk is not read).
+    """
+    if _chunked(h):
         chunks: list[bytes] = []
+        total = 0
         while True:
             size = int(h.rfile.readline().split(b";")[0].strip() or b"0", 16)
             if size == 0:
                 while h.rfile.readline() not in (b"\r\n", b"\n", b""):  # trailers
                     pass
                 return b"".join(chunks)
+            total += size
+            if limit is not None and total > limit:
+                raise BodyTooLarge(f"chunked body passes {limit} bytes")
             chunks.append(h.rfile.read(size))
             h.rfile.readline()  # the CRLF after each chunk
-    return h.rfile.read(int(h.headers.get("Content-Length") or 0))
+    length = int(h.headers.get("Content-Length") or 0)
+    if limit is not None and length > limit:
+        raise BodyTooLarge(f"Content-Length {length} is over {limit} bytes")
+    return h.rfile.read(length)
+
+
+def _drain(h: BaseHTTPRequestHandler, seconds: float = 2.0) -> None:
+    """After an answer sent before the body was read: end our side, and read (and drop) what the client still
+    sends for up to ``seconds``, so that closing does not reset the connection before it has read the answer."""
+    sock = h.connection
+    try:
+        sock.shutdown(socket.SHUT_WR)
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            sock.settimeout(left)
+            if not sock.recv(1 << 16):
+                break
+    except OSError:  # the client went away or stayed silent: nothing more to do
+        pass
 
 
 def _uid_item(sop_class: str, sop_uid: str, status: int | None = None) -> dict[str, Any]:
@@ -114,6 +155,14 @@ class StowReceiver:
             def do_POST(self) -> None:  # noqa: N802 - stdlib name
                 receiver._post(self)
 
+            def handle_expect_100(self) -> bool:
+                """``Expect: 100-continue``: refuse before the client sends its body, when the headers already say so."""
+                refusal = receiver._check_headers(self)
+                if refusal is None:
+                    return super().handle_expect_100()
+                receiver._refuse(self, *refusal, read=False)
+                return False
+
         context = None
         if settings.cert is not None and settings.key is not None:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -152,21 +201,42 @@ class StowReceiver:
         h.end_headers()
         h.wfile.write(data)
 
-    def _refuse(self, h: BaseHTTPRequestHandler, code: int, error: str, extra: dict[str, str] | None = None) -> None:
-        """Answer an error and close; a small body is read first (closing on unread data resets the connection,
-        and the client would not see the answer)."""
-        if int(h.headers.get("Content-Length") or 0) <= 64 << 20 and "chunked" not in h.headers.get("Transfer-Encoding", "").lower():
+    def _refuse(self, h: BaseHTTPRequestHandler, code: int, error: str, extra: dict[str, str] | None = None, read: bool = True) -> None:
+        """Answer an error and close. A small body is read first, a larger one (or with ``read=False``) drained
+        after the answer (closing on unread data resets the connection, and the client would not see the answer)."""
+        small = int(h.headers.get("Content-Length") or 0) <= min(_SMALL_BODY, self.settings.max_body_bytes) and not _chunked(h)
+        if read and small:
             read_body(h)
         h.close_connection = True
         self._send(h, code, {"error": error}, extra)
+        if not (read and small):
+            _drain(h)
 
-    def _post(self, h: BaseHTTPRequestHandler) -> None:
+    def _check_headers(self, h: BaseHTTPRequestHandler) -> tuple[int, str, dict[str, str] | None] | None:
+        """``(status, error, headers)`` when the request line and headers alone refuse the request: a host not
+        allowed (403), no or a wrong token (401), a Content-Length over the limit (413)."""
+        host = h.client_address[0]
+        if not self.settings.host_allowed(host):
+            log.warning("refused STOW-RS request from %s: not on the allow-list", host)
+            return 403, f"host {host} may not store here", None
         if self.token is not None:
             given = h.headers.get("Authorization", "")
             if not hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
-                log.warning("refused STOW-RS request from %s: missing or wrong bearer token", h.client_address[0])
-                self._refuse(h, 401, "a bearer token is required", {"WWW-Authenticate": 'Bearer realm="medseg"'})
-                return
+                log.warning("refused STOW-RS request from %s: missing or wrong bearer token", host)
+                return 401, "a bearer token is required", {"WWW-Authenticate": 'Bearer realm="medseg"'}
+        if not _chunked(h) and int(h.headers.get("Content-Length") or 0) > self.settings.max_body_bytes:
+            return self._too_large(h)
+        return None
+
+    def _too_large(self, h: BaseHTTPRequestHandler) -> tuple[int, str, None]:
+        log.warning("refused STOW-RS request from %s: body over max_body_mb (%g MB)", h.client_address[0], self.settings.max_body_mb)
+        return 413, f"the request body is larger than {self.settings.max_body_mb:g} MB (max_body_mb)", None
+
+    def _post(self, h: BaseHTTPRequestHandler) -> None:
+        refusal = self._check_headers(h)
+        if refusal is not None:
+            self._refuse(h, *refusal)
+            return
         match = _PATH.match(h.path)
         content_type = h.headers.get("Content-Type", "")
         boundary = _BOUNDARY.search(content_type)
@@ -176,19 +246,24 @@ class StowReceiver:
         if not content_type.lower().startswith("multipart/related") or boundary is None or "application/dicom" not in content_type.lower():
             self._refuse(h, 415, 'expected Content-Type: multipart/related; type="application/dicom"; boundary=...')
             return
-        parts = split_multipart(read_body(h), boundary.group(1).encode())
+        try:
+            body = read_body(h, self.settings.max_body_bytes)
+        except BodyTooLarge:
+            self._refuse(h, *self._too_large(h), read=False)
+            return
+        parts = split_multipart(body, boundary.group(1).encode())
         stored: list[dict[str, Any]] = []
         failed: list[dict[str, Any]] = []
         for part in parts:
             sop_class, sop_uid, status = self._store(part, match["study"])
             (stored if status == SUCCESS else failed).append(_uid_item(sop_class, sop_uid, None if status == SUCCESS else status))
-        body: dict[str, Any] = {}
+        answer: dict[str, Any] = {}
         if stored:
-            body["00081199"] = {"vr": "SQ", "Value": stored}
+            answer["00081199"] = {"vr": "SQ", "Value": stored}
         if failed:
-            body["00081198"] = {"vr": "SQ", "Value": failed}
+            answer["00081198"] = {"vr": "SQ", "Value": failed}
         log.debug("STOW-RS from %s: %d stored, %d failed", h.client_address[0], len(stored), len(failed))
-        self._send(h, 200 if stored and not failed else 202 if stored else 409, body)
+        self._send(h, 200 if stored and not failed else 202 if stored else 409, answer)
 
     def _store(self, part: bytes, study: str | None) -> tuple[str, str, int]:
         """``(sop_class, sop_uid, status)`` of one part."""
@@ -209,4 +284,4 @@ class StowReceiver:
         return sop_class, sop_uid, status
 
 
-__all__ = ["STOW_CALLER", "StowReceiver", "read_body", "split_multipart"]
+__all__ = ["STOW_CALLER", "BodyTooLarge", "StowReceiver", "read_body", "split_multipart"]

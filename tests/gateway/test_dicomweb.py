@@ -16,8 +16,8 @@ from pydicom.data import get_testdata_file
 from medseg.gateway.sender import dicomweb_client
 from tests.conftest import run_medseg_captured
 from tests.gateway.conftest import http_json
-from tests.gateway.orthanc import HttpsProxy, Orthanc, dicomweb_plugin, free_port, wait_for
-from tests.gateway.test_orthanc_end_to_end import check_seg_of, done_jobs, start_gateway
+from tests.gateway.orthanc import HttpsProxy, Orthanc, check_seg_of, dicomweb_plugin, free_port, wait_for
+from tests.gateway.test_orthanc_end_to_end import done_jobs, start_gateway
 from tests.gateway.test_tls import make_certificate
 
 needs_dicomweb = pytest.mark.skipif(dicomweb_plugin() is None, reason="Orthanc's DICOMweb plugin is not installed (apt-get install -y orthanc-dicomweb)")
@@ -85,6 +85,8 @@ def test_predict_pulls_by_dicomweb_and_sends_the_seg_once(orthanc: Orthanc, make
     (("--dicomweb", "http://127.0.0.1:9/dicom-web", "--study", "1.2"), "no output given (-o); without -o, --send-to is needed"),
     (("--dicomweb", "http://x/dicom-web", "--study", "1.2", "--send-to", "A@h:1", "--output-format", "nifti"), "--send-to sends a DICOM SEG"),
     (("-i", "x", "--dicomweb", "http://x/dicom-web", "--study", "1.2", "-o", "o"), "give either -i or --dicomweb, not both"),
+    (("-i", "x", "--send-to", "A@h:1", "--ca", "ca.pem"), "--ca is for HTTPS DICOMweb (--dicomweb, or --send-to an https:// URL)"),
+    (("--dicomweb", "https://x/dicom-web", "--study", "1.2", "-o", "o", "--ca", "missing.pem"), "missing.pem: --ca: CA bundle not found"),
 ])
 def test_remote_options_that_do_not_fit_are_one_line(args: tuple[str, ...], message: str, tiny_model: Path, tmp_path: Path, capsys) -> None:
     code, _, err = run_medseg_captured(capsys, "predict", *args, "-m", str(tiny_model))
@@ -165,3 +167,36 @@ def test_https_and_bearer_tokens(orthanc: Orthanc, make_series, tiny_model: Path
         monkeypatch.delenv("REQUESTS_CA_BUNDLE")
         code, _, err = run_medseg_captured(capsys, *cli, "--token-env", TOKEN_ENV)  # the certificate not trusted
         assert code == 1 and "QIDO-RS search of study" in one_error_line(err) and "SSL" in err
+
+
+@needs_dicomweb
+@needs_openssl
+def test_predict_trusts_a_private_ca_given_with_ca(orthanc: Orthanc, make_series, tiny_model: Path, tmp_path: Path, capsys,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--ca PATH``: pull from and send to an HTTPS DICOMweb server whose certificate a private CA signed
+    (the gateway's destination ``ca``); that bundle alone is trusted, whatever REQUESTS_CA_BUNDLE says."""
+    cert, key = make_certificate(tmp_path, "server")
+    other, _ = make_certificate(tmp_path, "other")
+    (tmp_path / "not-a-ca.pem").write_text("not a certificate\n")
+    orthanc.start()
+    monkeypatch.setenv(TOKEN_ENV, "ca-token")
+    pacs = HttpsProxy(orthanc.dicomweb, cert, key, "ca-token")
+    try:
+        files = make_series("ca")
+        orthanc.upload(files)
+        cli = ("predict", "--dicomweb", pacs.url, "--study", study_of(files), "--send-to", pacs.url, "--token-env", TOKEN_ENV,
+               "-m", str(tiny_model), "--device", "cpu", "-q")
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(other))  # the environment trusts another CA: --ca wins
+        code, _, err = run_medseg_captured(capsys, *cli, "--ca", str(cert))
+        assert code == 0, err
+        (seg_id,) = orthanc.seg_instances()
+        check_seg_of(orthanc.dataset(seg_id), files)
+        assert pacs.refused == 0
+
+        code, _, err = run_medseg_captured(capsys, *cli, "--ca", str(other))  # the wrong CA: refused, one line
+        assert code == 1 and "QIDO-RS search of study" in one_error_line(err) and "SSL" in err
+        code, _, err = run_medseg_captured(capsys, *cli, "--ca", str(tmp_path / "not-a-ca.pem"))
+        assert code == 1 and "not-a-ca.pem: --ca: not a PEM CA bundle" in one_error_line(err)
+        assert orthanc.seg_instances() == [seg_id]
+    finally:
+        pacs.stop()

@@ -10,21 +10,7 @@ import pytest
 from medseg.gateway.service import Gateway
 
 from tests.gateway.conftest import gateway_config, http_json
-from tests.gateway.orthanc import SEG_SOP_CLASS, Orthanc, dicomweb_plugin, wait_for
-
-
-def check_seg_of(seg: pydicom.Dataset, files: list[Path]) -> None:
-    """``seg`` is a DICOM SEG of the series ``files``: references every instance, same study and frame of reference."""
-    sources = [pydicom.dcmread(f, stop_before_pixels=True) for f in files]
-    assert seg.SOPClassUID == SEG_SOP_CLASS and seg.Modality == "SEG"
-    assert seg.StudyInstanceUID == sources[0].StudyInstanceUID
-    assert seg.FrameOfReferenceUID == sources[0].FrameOfReferenceUID
-    assert seg.SeriesInstanceUID != sources[0].SeriesInstanceUID
-    (referenced_series,) = seg.ReferencedSeriesSequence
-    assert referenced_series.SeriesInstanceUID == sources[0].SeriesInstanceUID
-    referenced = {item.ReferencedSOPInstanceUID for item in referenced_series.ReferencedInstanceSequence}
-    assert referenced == {s.SOPInstanceUID for s in sources}
-    assert int(seg.NumberOfFrames) >= 1
+from tests.gateway.orthanc import Orthanc, check_seg_of, dicomweb_plugin, wait_for
 
 
 def start_gateway(tmp_path: Path, model: Path, running: list[Gateway], **overrides: object) -> Gateway:

@@ -18,8 +18,8 @@ from medseg.gateway.jobs import segment_series
 from medseg.gateway.service import Gateway
 
 from tests.gateway.conftest import gateway_config, http_json, store_scu, write_gateway_yaml
-from tests.gateway.orthanc import Orthanc, free_port, wait_for
-from tests.gateway.test_orthanc_end_to_end import check_seg_of, done_jobs, start_gateway
+from tests.gateway.orthanc import Orthanc, check_seg_of, free_port, wait_for
+from tests.gateway.test_orthanc_end_to_end import done_jobs, start_gateway
 
 
 def jobs_of(http_port: int) -> list[dict]:
