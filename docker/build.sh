@@ -163,6 +163,8 @@ baked=${names:-$(ls "$context/models" | tr '\n' ' ')}
 say "docker build --network none -t $tag (base $base, models: ${baked:-none})"
 docker build --network none -f "$dockerfile" --build-arg "BASE_IMAGE=$base" --build-arg "MODELS=$names" \
   -t "$tag" "${docker_args[@]}" "$context" >&2
+# the build stage's image is left untagged (2.7 GB per build): remove it, keep everything else
+docker image prune -f --filter label=medseg.stage=build >/dev/null 2>&1 || true
 say "built $tag ($(docker image inspect --format '{{.Size}}' "$tag" | awk '{printf "%.0f MB", $1 / 1e6}'))"
 say "air-gapped transfer: docker save $tag | gzip > medseg.tar.gz; then docker load < medseg.tar.gz"
 echo "$tag"
