@@ -61,14 +61,15 @@ def unexpected_warnings(verdict: Verdict, accepted: dict[str, str]) -> list[str]
     return [w for w in verdict.warnings if not any(re.search(pattern, w) for pattern in accepted)]
 
 
-def dcm2niix(folder: Path, out: Path) -> nib.Nifti1Image:
-    """Convert the one series of ``folder`` with ``dcm2niix -z n -b n``; returns the NIfTI image it wrote."""
+def dcm2niix(folder: Path, out: Path) -> tuple[nib.Nifti1Image, list[str]]:
+    """Convert the one series of ``folder`` with ``dcm2niix -z n -b n``: ``(the NIfTI image, its warning lines)``."""
     out.mkdir(parents=True, exist_ok=True)
     result = subprocess.run([str(dcm2niix_path()), "-z", "n", "-b", "n", "-f", "series", "-o", str(out), str(folder)],
                             capture_output=True, text=True, timeout=120)
     written = sorted(out.glob("*.nii"))
     assert result.returncode == 0 and len(written) == 1, f"dcm2niix wrote {written}:\n{result.stdout}\n{result.stderr}"
-    return nib.load(written[0])
+    warnings = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("Warning")]
+    return nib.load(written[0]), warnings
 
 
 def canonical(array: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
