@@ -1,5 +1,5 @@
 """``medseg predict`` on DICOM series, its outputs checked by tools we did not write: dciodvfy (dicom3tools)
-on the DICOM SEG, dcm2niix and SimpleITK (ITK) on the geometry of the NIfTI label map."""
+on the DICOM SEG, dcm2niix and SimpleITK (ITK) on the geometry of the NIfTI label map and of the SEG."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from medseg.io.geometry import LPS_TO_RAS, Geometry, reorient
 from medseg.io.image_io import read_image
 from tests.conftest import run_medseg
 from tests.external_tools import canonical, dciodvfy, dcm2niix, needs_dciodvfy, needs_dcm2niix
+from tests.io.test_external_tools import check_seg_with_dcm2niix
 
 CT5 = Path(pydicom.data.get_testdata_file("CT_small.dcm")).parent / "dicomdirtests" / "98892001" / "CT5N"  # real CT, 5 slices
 
@@ -54,6 +55,10 @@ def test_predicted_nifti_has_the_grid_dcm2niix_gives_the_series(predicted: dict[
     _, ours = canonical(np.asarray(labels.dataobj), labels.affine)
     _, theirs = canonical(reference.get_fdata(), reference.affine)
     np.testing.assert_allclose(ours, theirs, atol=1e-3, rtol=0)
+    # and the SEG, converted by dcm2niix, holds the NIfTI's labels on that grid
+    labels, geometry = read_image(out / "case.nii.gz", "label")
+    assert source == "real CT" or (labels == 1).any()  # the phantom's organ is found: the check sees segments
+    check_seg_with_dcm2niix(out / "case.seg.dcm", labels, geometry, [1, 2], tmp_path / "seg")
 
 
 @pytest.mark.parametrize("source", ["phantom", "real CT"])

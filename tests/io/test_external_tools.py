@@ -7,6 +7,7 @@ but odd. No error is accepted; the warnings accepted are listed with the reason 
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -149,3 +150,44 @@ def test_simpleitk_reads_our_nifti_with_our_geometry(tmp_path: Path, grid: str) 
     np.testing.assert_allclose(np.reshape(image.GetDirection(), (3, 3)), lps[:3, :3] / np.asarray(read.spacing), atol=1e-5)
     np.testing.assert_array_equal(np.transpose(sitk.GetArrayFromImage(image), (2, 1, 0)), array)
     assert geometry.mismatch(read, atol=1e-4) is None
+
+
+#: dcm2niix warnings accepted on our DICOM SEG, each with why.
+ACCEPTED_SEG_DCM2NIIX_WARNINGS = {
+    # Patient Position is Type 2C for CT/MR images only; the SEG IOD does not ask for it (dciodvfy finds the SEG clean)
+    "Patient Position (0018,5100) not specified",
+    # a BINARY SEG packs 1 bit per pixel, as the standard requires; dcm2niix reads it correctly (checked here)
+    "Support for images that allocate 1 bits is experimental",
+}
+
+
+def check_seg_with_dcm2niix(seg: Path, labels: np.ndarray, geometry: Geometry, values: list[int], out: Path) -> None:
+    """dcm2niix converts the SEG to a 4D image, one volume per segment: on the series' grid, each ``labels == value``."""
+    folder = out / "seg"
+    folder.mkdir(parents=True)
+    shutil.copy(seg, folder / seg.name)
+    image, warnings = dcm2niix(folder, out / "nii")
+    assert [w for w in warnings if not any(ok in w for ok in ACCEPTED_SEG_DCM2NIIX_WARNINGS)] == []
+    data = image.get_fdata()
+    data = data[..., None] if data.ndim == 3 else data
+    assert data.shape == (*labels.shape, len(values))
+    for segment, value in enumerate(values):
+        theirs, their_affine = canonical(data[..., segment], image.affine)
+        ours, our_affine = canonical(labels == value, geometry.affine)
+        np.testing.assert_allclose(our_affine, their_affine, atol=1e-3, rtol=0)
+        np.testing.assert_array_equal(theirs > 0, ours > 0)
+
+
+@needs_dcm2niix
+@pytest.mark.parametrize("grid", [*GRIDS, "real CT"])
+def test_dcm2niix_puts_our_seg_on_the_series_grid(tmp_path: Path, grid: str) -> None:
+    """An independent reader of the SEG's per-frame positions and orientation: every segment where we put it."""
+    folder = CT5 if grid == "real CT" else tmp_path / "s"
+    if grid != "real CT":
+        phantom_series(folder, grid)
+    _, geometry, series = read_dicom_series(folder)
+    labels = np.zeros(geometry.shape, np.uint8)
+    labels[1:4, 2:6, 1:3] = 1  # asymmetric blocks on different slices
+    labels[6:8, 0:2, 3:5] = 2
+    seg = write_dicom_seg(tmp_path / "x.seg.dcm", labels, series, {0: "background", 1: "organ", 2: "lesion"}, "tiny", "1")
+    check_seg_with_dcm2niix(seg, labels, geometry, [1, 2], tmp_path)
