@@ -107,8 +107,11 @@ def test_dicom_seg_passes_dciodvfy(tmp_path: Path, source: str) -> None:
     assert (verdict.iod, verdict.errors, verdict.warnings) == ("Segmentation", [], [])
 
 
+ALTERED = {"reversed instance numbers", "per-slice rescale"}  # on the oblique grid, files altered after writing
+
+
 @needs_dcm2niix
-@pytest.mark.parametrize("grid", [*GRIDS, "reversed instance numbers", "real CT"])
+@pytest.mark.parametrize("grid", [*GRIDS, *sorted(ALTERED), "real CT"])
 def test_dcm2niix_agrees_with_the_dicom_reader(tmp_path: Path, grid: str) -> None:
     """Same voxels at the same world positions (compared in RAS+ after both go to the closest canonical order)."""
     truth = None
@@ -116,13 +119,18 @@ def test_dcm2niix_agrees_with_the_dicom_reader(tmp_path: Path, grid: str) -> Non
         folder = CT5
     else:
         folder = tmp_path / "s"
-        truth = phantom_series(folder, "oblique" if grid == "reversed instance numbers" else grid, integer=grid != "oblique_steep")
-        if grid == "reversed instance numbers":  # instance numbers fall while positions rise: order is by position
-            files = sorted(folder.iterdir())
-            for k, path in enumerate(files):
-                ds = pydicom.dcmread(path)
-                ds.InstanceNumber = len(files) - k
-                ds.save_as(path)
+        truth = phantom_series(folder, "oblique" if grid in ALTERED else grid, integer=grid != "oblique_steep")
+        for k, path in enumerate(sorted(folder.iterdir()) if grid in ALTERED else []):
+            ds = pydicom.dcmread(path)
+            if grid == "reversed instance numbers":  # instance numbers fall while positions rise: order is by position
+                ds.InstanceNumber = 5 - k
+            elif k == 4:  # values beyond int16 (up to 40000), as in PET or scaled MR
+                ds.RescaleSlope = "40"
+            elif k:  # each slice its own Rescale Slope/Intercept (as Philips writes), the first one identity
+                slope, intercept = 0.5 + 0.37 * k, -100.0 * k
+                ds.PixelData = np.rint((ds.pixel_array - intercept) / slope).astype(np.int16).tobytes()
+                ds.RescaleSlope, ds.RescaleIntercept = f"{slope:.6g}", f"{intercept:.6g}"
+            ds.save_as(path)
     array, geometry, _ = read_dicom_series(folder)
     if truth is not None:  # medseg reads the grid the series was written on
         assert truth.mismatch(geometry, atol=1e-4) is None
@@ -133,7 +141,7 @@ def test_dcm2niix_agrees_with_the_dicom_reader(tmp_path: Path, grid: str) -> Non
     ref_array, ref_affine = canonical(reference.get_fdata(), reference.affine)
     assert ref_array.shape == ours_array.shape
     np.testing.assert_allclose(ours_affine, ref_affine, atol=1e-3, rtol=0)
-    np.testing.assert_allclose(ours_array, ref_array, atol=1e-4 * max(1.0, float(np.abs(ref_array).max())), rtol=0)
+    np.testing.assert_allclose(ours_array, ref_array, atol=1e-5 * max(1.0, float(np.abs(ref_array).max())), rtol=0)  # float32
 
 
 @pytest.mark.parametrize("grid", ["axial", "descending", "sagittal", "oblique_steep"])
