@@ -259,6 +259,9 @@ def read_dicom_series(folder: str | Path, series_uid: str | None = None) -> tupl
     headers = [headers[i] for i in order]
     reader = sitk.ImageSeriesReader()
     reader.SetImageIO("GDCMImageIO")
+    # float32, not the first file's pixel type: each slice may carry its own Rescale Slope/Intercept (Philips MR, PET),
+    # and a first slice with identity rescale made the volume int16, truncating or wrapping the others' values
+    reader.SetOutputPixelType(sitk.sitkFloat32)
     reader.SetFileNames([str(f) for f in files])
     try:
         image = reader.Execute()

@@ -2,7 +2,8 @@
 
 Used to make DICOM inputs for tests, the demo and the Docker check from the NIfTI phantoms (nothing is
 downloaded). The series is CT or MR Image Storage, int16 with RescaleSlope/Intercept, explicit VR little
-endian, with every attribute that readers (SimpleITK/GDCM) and DICOM SEG writers (highdicom) rely on.
+endian, with every attribute that readers (SimpleITK/GDCM) and DICOM SEG writers (highdicom) rely on and
+that the CT/MR Image IODs require: dicom3tools' ``dciodvfy`` finds no error in them (tests/io/test_external_tools.py).
 """
 
 from __future__ import annotations
@@ -48,12 +49,14 @@ def write_dicom_series(
     seed: int | str = 0,
     series_number: int = 1,
     study_uid: str | None = None,
+    body_part: str = "ABDOMEN",
 ) -> list[Path]:
     """Write ``array`` ``(I, J, K)`` in ``geometry`` as one file per slice ``k`` (``slice_0000.dcm`` ...).
 
     The voxel axes become columns (``i``), rows (``j``) and slices (``k``); ``geometry`` must be right-handed
     (slice ``k`` advancing along the normal of the image plane), so reading the series back gives the
-    same geometry. UIDs derive from ``seed`` (the same seed gives the same series).
+    same geometry. UIDs derive from ``seed`` (the same seed gives the same series). ``body_part`` is the
+    Body Part Examined (the phantoms are abdominal CT-like cases); an unpaired part, so no Laterality is due.
 
     Raises:
         ValueError: a left-handed grid, or a modality other than CT/MR.
@@ -92,8 +95,9 @@ def write_dicom_series(
         ds.StudyTime = ds.SeriesTime = ds.ContentTime = now.strftime("%H%M%S")
         ds.SeriesInstanceUID, ds.SeriesNumber, ds.SeriesDescription = series_uid, series_number, series_description
         ds.Modality, ds.Manufacturer, ds.InstanceNumber = modality, "medseg phantom", k + 1
+        ds.BodyPartExamined, ds.PatientPosition, ds.AcquisitionNumber = body_part, "HFS", 1  # Type 2C/2 for CT and MR
         ds.FrameOfReferenceUID, ds.PositionReferenceIndicator = frame_uid, ""
-        ds.ImageType = ["DERIVED", "SECONDARY", "AXIAL"]
+        ds.ImageType = ["DERIVED", "SECONDARY", "AXIAL" if modality == "CT" else "OTHER"]  # AXIAL is a CT term
         ds.ImageOrientationPatient = [f"{v:.8f}" for v in (*row, *col)]
         ds.ImagePositionPatient = [f"{v:.6f}" for v in lps[:3, 3] + k * lps[:3, 2]]
         ds.PixelSpacing = [f"{spacing[1]:.6f}", f"{spacing[0]:.6f}"]  # row spacing (along j), column spacing (along i)
@@ -103,9 +107,13 @@ def write_dicom_series(
         ds.Rows, ds.Columns = pixels.shape[1], pixels.shape[0]
         ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
         ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-        ds.RescaleIntercept, ds.RescaleSlope = f"{intercept:.10g}", f"{slope:.10g}"
+        if modality == "CT" or (slope, intercept) != (1.0, 0.0):  # the MR Image IOD has no rescale: only when needed
+            ds.RescaleIntercept, ds.RescaleSlope = f"{intercept:.10g}", f"{slope:.10g}"
         if modality == "CT":
             ds.RescaleType, ds.KVP = "HU", "120"
+        else:  # MR Image module, Type 1 and 2: a phantom has no pulse sequence ("RM": research mode)
+            ds.ScanningSequence, ds.SequenceVariant, ds.ScanOptions, ds.MRAcquisitionType = "RM", "NONE", "", "3D"
+            ds.RepetitionTime = ds.EchoTime = ds.EchoTrainLength = ""
         ds.PixelData = np.ascontiguousarray(pixels[:, :, k].T).tobytes()  # (rows=j, columns=i)
         path = folder / f"slice_{k:04d}.dcm"
         with atomic_path(path) as tmp:
