@@ -263,10 +263,16 @@ def read_dicom_series(folder: str | Path, series_uid: str | None = None) -> tupl
     # and a first slice with identity rescale made the volume int16, truncating or wrapping the others' values
     reader.SetOutputPixelType(sitk.sitkFloat32)
     reader.SetFileNames([str(f) for f in files])
+    # ITK warns on stderr ("Non uniform sampling") about slice jitter that _slice_order has already checked and
+    # accepted; the geometry below is medseg's own, so the warning would only alarm the user
+    warnings_shown = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
     try:
         image = reader.Execute()
     except RuntimeError as exc:
         raise MedsegInputError(folder, f"cannot read series {uid} ({str(exc).strip().splitlines()[0][:160]})") from exc
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(warnings_shown)
     array = np.moveaxis(sitk.GetArrayFromImage(image), (0, 1, 2), (2, 1, 0)).astype(np.float32)  # (K, J, I) -> (I, J, K)
     row, col = orientation[:3], orientation[3:]
     lps = np.eye(4)

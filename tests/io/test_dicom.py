@@ -115,6 +115,18 @@ def test_missing_slice_is_an_error(tmp_path: Path) -> None:
         read_dicom_series(tmp_path / "s")
 
 
+def test_slice_jitter_within_tolerance_is_read_without_itk_warnings(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """Positions off the grid by 2% of the spacing are accepted; ITK's own "Non uniform sampling" stays silent."""
+    files = _series(tmp_path / "s")
+    position = [float(v) for v in pydicom.dcmread(files[4]).ImagePositionPatient]
+    _edit(files, 4, ImagePositionPatient=[position[0], position[1], position[2] + 0.04])
+    capfd.readouterr()
+    array, geometry, _ = read_dicom_series(tmp_path / "s")
+    assert array.shape == (12, 10, 9) and np.allclose(geometry.spacing, (1.0, 1.0, 2.0), atol=0.01)
+    err = capfd.readouterr().err
+    assert "WARNING" not in err and "Non uniform" not in err, err
+
+
 def test_duplicate_position_is_an_error(tmp_path: Path) -> None:
     files = _series(tmp_path / "s")
     position = pydicom.dcmread(files[3]).ImagePositionPatient
