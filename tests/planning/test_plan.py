@@ -122,6 +122,14 @@ def test_four_modality_mr(datasets: dict[str, Path], tmp_path: Path) -> None:
 def test_cpu_target_plans_a_small_network(datasets: dict[str, Path], tmp_path: Path) -> None:
     raw = _check_common(_plan(datasets["iso"], tmp_path / "cpu.yaml", resolve_target(None, "cpu")), datasets["iso"], 4)
     assert max(raw["network"]["kwargs"]["filters"]) <= 64 and raw["train"]["amp"] is False
+    # a CPU budget is hundreds of steps: Adam, not nnU-Net's SGD with momentum 0.99 (tuned for 250k iterations)
+    assert raw["train"]["optimizer"] == "adam" and "momentum" not in raw["train"]
+
+
+def test_gpu_target_keeps_nnunet_sgd(datasets: dict[str, Path], tmp_path: Path) -> None:
+    raw = _check_common(_plan(datasets["iso"], tmp_path / "gpu.yaml"), datasets["iso"], 4)
+    train = raw["train"]
+    assert (train["optimizer"], train["lr"], train["momentum"], train["epochs"]) == ("sgd", 0.01, 0.99, 1000)
 
 
 def test_cli_plan_and_check(datasets: dict[str, Path], tmp_path: Path) -> None:
