@@ -49,7 +49,9 @@ class RunContext:
 
     def settings(self) -> dict[str, Any]:
         p = self.predictor
-        return {"overlap": p.overlap, "sw_batch_size": p.sw_batch_size, "tta": p.tta, "patch_size": list(p.roi_size), "backend": p.backend}
+        chunks = p.engine.chunks
+        window: dict[str, Any] = {"window": "gaussian"} if chunks is None else {"window": "chunks", "chunk_stride": chunks.stride, "chunk_edge": chunks.edge}
+        return {"overlap": p.overlap, "sw_batch_size": p.sw_batch_size, "tta": p.tta, "patch_size": list(p.roi_size), "backend": p.backend, **window}
 
 
 @dataclass
