@@ -17,6 +17,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from medseg.io.geometry import LPS_TO_RAS, Geometry
+
 DCIODVFY_MISSING = "dciodvfy is not installed (apt-get install -y dicom3tools; .ci/run does it)"
 
 
@@ -76,3 +78,16 @@ def canonical(array: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.nda
     """``(array, affine)`` flipped/permuted to the closest RAS+ voxel order (nibabel), as float64."""
     image = nib.as_closest_canonical(nib.Nifti1Image(np.asarray(array, dtype=np.float64), affine))
     return np.asarray(image.dataobj, dtype=np.float64), image.affine
+
+
+def check_itk_reads(path: Path, array: np.ndarray, geometry: Geometry) -> None:
+    """ITK (SimpleITK) reads the NIfTI ``path`` as ``array`` ``(I, J, K)`` on ``geometry``: its origin, spacing and
+    direction (LPS) are the affine with x and y negated."""
+    import SimpleITK as sitk
+
+    image = sitk.ReadImage(str(path))
+    lps = LPS_TO_RAS @ geometry.affine
+    np.testing.assert_allclose(image.GetSpacing(), geometry.spacing, atol=1e-5)
+    np.testing.assert_allclose(image.GetOrigin(), lps[:3, 3], atol=1e-4)
+    np.testing.assert_allclose(np.reshape(image.GetDirection(), (3, 3)), lps[:3, :3] / np.asarray(geometry.spacing), atol=1e-5)
+    np.testing.assert_array_equal(np.transpose(sitk.GetArrayFromImage(image), (2, 1, 0)), array)

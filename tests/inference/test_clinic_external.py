@@ -9,13 +9,12 @@ import nibabel as nib
 import numpy as np
 import pydicom.data
 import pytest
-import SimpleITK as sitk
 
 from medseg.io.dicom_write import write_dicom_series
-from medseg.io.geometry import LPS_TO_RAS, Geometry, reorient
+from medseg.io.geometry import Geometry, reorient
 from medseg.io.image_io import read_image
 from tests.conftest import run_medseg
-from tests.external_tools import canonical, dciodvfy, dcm2niix, needs_dciodvfy, needs_dcm2niix
+from tests.external_tools import canonical, check_itk_reads, dciodvfy, dcm2niix, needs_dciodvfy, needs_dcm2niix
 from tests.io.test_external_tools import check_seg_with_dcm2niix
 
 CT5 = Path(pydicom.data.get_testdata_file("CT_small.dcm")).parent / "dicomdirtests" / "98892001" / "CT5N"  # real CT, 5 slices
@@ -65,9 +64,4 @@ def test_predicted_nifti_has_the_grid_dcm2niix_gives_the_series(predicted: dict[
 def test_simpleitk_reads_the_predicted_nifti_with_its_geometry(predicted: dict[str, tuple[Path, Path]], source: str) -> None:
     path = predicted[source][1] / "case.nii.gz"
     labels, geometry = read_image(path, "label")
-    image = sitk.ReadImage(str(path))
-    lps = LPS_TO_RAS @ geometry.affine
-    np.testing.assert_allclose(image.GetSpacing(), geometry.spacing, atol=1e-5)
-    np.testing.assert_allclose(image.GetOrigin(), lps[:3, 3], atol=1e-4)
-    np.testing.assert_allclose(np.reshape(image.GetDirection(), (3, 3)), lps[:3, :3] / np.asarray(geometry.spacing), atol=1e-5)
-    np.testing.assert_array_equal(np.transpose(sitk.GetArrayFromImage(image), (2, 1, 0)), labels)
+    check_itk_reads(path, labels, geometry)

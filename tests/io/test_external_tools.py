@@ -14,14 +14,13 @@ import numpy as np
 import pydicom
 import pydicom.data
 import pytest
-import SimpleITK as sitk
 
 from medseg.io.dicom import read_dicom_series
 from medseg.io.dicom_seg import write_dicom_seg
 from medseg.io.dicom_write import write_dicom_series
 from medseg.io.geometry import LPS_TO_RAS, Geometry
 from medseg.io.image_io import read_image, write_image
-from tests.external_tools import canonical, dciodvfy, dcm2niix, needs_dciodvfy, needs_dcm2niix, unexpected_warnings
+from tests.external_tools import canonical, check_itk_reads, dciodvfy, dcm2niix, needs_dciodvfy, needs_dcm2niix, unexpected_warnings
 
 CT5 = Path(pydicom.data.get_testdata_file("CT_small.dcm")).parent / "dicomdirtests" / "98892001" / "CT5N"  # real CT, 5 slices
 
@@ -151,12 +150,7 @@ def test_simpleitk_reads_our_nifti_with_our_geometry(tmp_path: Path, grid: str) 
     array = np.random.default_rng(1).integers(0, 3, geometry.shape).astype(np.uint8)
     path = write_image(tmp_path / "labels.nii.gz", array, geometry, "label")
     _, read = read_image(path, "label")
-    image = sitk.ReadImage(str(path))
-    lps = LPS_TO_RAS @ read.affine
-    np.testing.assert_allclose(image.GetSpacing(), read.spacing, atol=1e-5)
-    np.testing.assert_allclose(image.GetOrigin(), lps[:3, 3], atol=1e-4)
-    np.testing.assert_allclose(np.reshape(image.GetDirection(), (3, 3)), lps[:3, :3] / np.asarray(read.spacing), atol=1e-5)
-    np.testing.assert_array_equal(np.transpose(sitk.GetArrayFromImage(image), (2, 1, 0)), array)
+    check_itk_reads(path, array, read)
     assert geometry.mismatch(read, atol=1e-4) is None
 
 
